@@ -25,7 +25,7 @@ struct Stack {
 }
 
 fn stack_file() -> PathBuf {
-    hourglass_testkit::workspace_root().join("target/hourglass/stack.json")
+    hourglass_testkit::state_dir().join("stack.json")
 }
 
 fn read_stack() -> Option<Stack> {

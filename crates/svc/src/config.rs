@@ -180,11 +180,20 @@ mod tests {
     fn every_problem_is_reported_with_its_key() {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
-            jail.create_file("bad.toml", "batch_max_events = 0\n[warehouse]\nurl = \"ftp://x\"\n")?;
+            jail.create_file(
+                "bad.toml",
+                "batch_max_events = 0\n[warehouse]\nurl = \"ftp://x\"\n",
+            )?;
             let err = load_valid::<Cfg>(Some(Path::new("bad.toml"))).unwrap_err();
             let text = err.to_string();
-            assert!(text.contains("batch_max_events: must be at least 1"), "{text}");
-            assert!(text.contains("warehouse.url: must be an http(s) URL"), "{text}");
+            assert!(
+                text.contains("batch_max_events: must be at least 1"),
+                "{text}"
+            );
+            assert!(
+                text.contains("warehouse.url: must be an http(s) URL"),
+                "{text}"
+            );
             Ok(())
         });
     }

@@ -52,7 +52,11 @@ pub async fn serve_ops(
     }
 }
 
-fn route(req: &Request<Incoming>, registry: &Registry, health: &HealthCheck) -> Response<Full<Bytes>> {
+fn route(
+    req: &Request<Incoming>,
+    registry: &Registry,
+    health: &HealthCheck,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut buf = Vec::new();
