@@ -5,6 +5,13 @@
 //! clocks. Records are protobuf messages (prost derive, no `protoc`), framed
 //! as described in `docs/wire-format.md`.
 
+pub mod codec;
+#[doc(hidden)]
+pub mod golden;
 mod types;
 
+pub use codec::{
+    DecodeError, EncodeError, FORMAT_VERSION, FrameHeader, MAGIC, MAX_BATCH_BYTES, decode_batch,
+    encode_batch, peek_header, try_encode_batch,
+};
 pub use types::*;

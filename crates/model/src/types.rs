@@ -191,6 +191,8 @@ impl std::fmt::Display for BatchId {
     }
 }
 
+/// What a batch is and how it was made; the counts let a reader check it
+/// got everything without decoding the events.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct BatchHeader {
     #[prost(message, optional, tag = "1")]
@@ -219,4 +221,12 @@ pub struct Batch {
     pub events: Vec<Event>,
     #[prost(message, repeated, tag = "4")]
     pub rejects: Vec<Reject>,
+}
+
+impl Batch {
+    /// The batch id, when the header carries one (every batch a batcher
+    /// closes does).
+    pub fn id(&self) -> Option<&BatchId> {
+        self.header.as_ref().and_then(|header| header.id.as_ref())
+    }
 }
