@@ -37,6 +37,8 @@ pub fn sample_batch() -> Batch {
                 session_id: 0x0102_0304_0506_0708,
                 source: IdentitySource::DailyHash.into(),
             }),
+            write_key: String::new(),
+            event_identities: Vec::new(),
         },
         RawHit {
             received_at_ms: HOUR_MS + 2_000,
@@ -57,6 +59,8 @@ pub fn sample_batch() -> Batch {
                 session_id: 4_242,
                 source: IdentitySource::DailyHash.into(),
             }),
+            write_key: String::new(),
+            event_identities: Vec::new(),
         },
         RawHit {
             received_at_ms: HOUR_MS + 3_500,
@@ -77,6 +81,8 @@ pub fn sample_batch() -> Batch {
                 session_id: 1,
                 source: IdentitySource::ClientId.into(),
             }),
+            write_key: String::new(),
+            event_identities: Vec::new(),
         },
         RawHit {
             received_at_ms: HOUR_MS + 4_000,
@@ -97,6 +103,8 @@ pub fn sample_batch() -> Batch {
                 session_id: 0x0102_0304_0506_0708,
                 source: IdentitySource::DailyHash.into(),
             }),
+            write_key: String::new(),
+            event_identities: Vec::new(),
         },
         RawHit {
             received_at_ms: HOUR_MS + 5_999,
@@ -117,6 +125,8 @@ pub fn sample_batch() -> Batch {
                 session_id: 77,
                 source: IdentitySource::UserId.into(),
             }),
+            write_key: String::new(),
+            event_identities: Vec::new(),
         },
     ];
 

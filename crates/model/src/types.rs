@@ -77,8 +77,19 @@ pub struct RawHit {
     pub client_ip: String,
     #[prost(bytes = "vec", tag = "12")]
     pub body: Vec<u8>,
+    /// The identity stamp of the hit's first (or only) event.
     #[prost(message, optional, tag = "13")]
     pub identity: Option<Identity>,
+    /// The credential the client presented outside the URL and body: the
+    /// Segment/RudderStack write key from Basic auth. Kept so `reprocess`
+    /// admits the hit exactly as the edge did.
+    #[prost(string, tag = "14")]
+    pub write_key: String,
+    /// One identity stamp per decoded event, in decode order, for hits that
+    /// carry several events of possibly different visitors (`/api/batch`,
+    /// GA4, Segment batches). Empty: `identity` applies to every event.
+    #[prost(message, repeated, tag = "15")]
+    pub event_identities: Vec<Identity>,
 }
 
 /// A custom property of an event.

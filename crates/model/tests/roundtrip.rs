@@ -40,6 +40,8 @@ fn arb_raw_hit() -> impl Strategy<Value = RawHit> {
         (text(), text(), text(), text(), text()),
         vec(any::<u8>(), 0..64),
         option::of(arb_identity()),
+        text(),
+        vec(arb_identity(), 0..3),
     )
         .prop_map(
             |(
@@ -47,6 +49,8 @@ fn arb_raw_hit() -> impl Strategy<Value = RawHit> {
                 (user_agent, referer, origin, accept_language, client_ip),
                 body,
                 identity,
+                write_key,
+                event_identities,
             )| RawHit {
                 received_at_ms,
                 edge_id,
@@ -61,6 +65,8 @@ fn arb_raw_hit() -> impl Strategy<Value = RawHit> {
                 client_ip,
                 body,
                 identity,
+                write_key,
+                event_identities,
             },
         )
 }
