@@ -67,7 +67,10 @@ pub fn chdb_python() -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("HOURGLASS_PYTHON must be <venv>/bin/python")?
         .to_path_buf();
-    eprintln!("xtask: installing chdb {CHDB_VERSION} into {}", venv.display());
+    eprintln!(
+        "xtask: installing chdb {CHDB_VERSION} into {}",
+        venv.display()
+    );
     run_cmd(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     run_cmd(
         Command::new(&python)

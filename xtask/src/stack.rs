@@ -12,7 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::{cargo, install, run_cmd};
+use hourglass_warehouse::{Warehouse, WarehouseConfig};
+
+use crate::install;
 
 const DATABASE: &str = "hourglass";
 
@@ -48,7 +50,9 @@ fn alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the parenthesised command name.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, Some('Z' | 'X') | None)
 }
 
@@ -62,10 +66,15 @@ pub fn up(detach: bool) -> Result<()> {
     } else if stack.pids.get("clickhouse").is_some_and(|&p| alive(p))
         && hourglass_testkit::ping(&stack.clickhouse_url)
     {
-        eprintln!("xtask: ClickHouse already running at {}", stack.clickhouse_url);
+        eprintln!(
+            "xtask: ClickHouse already running at {}",
+            stack.clickhouse_url
+        );
     } else {
         install::clickhouse()?;
-        let dir = hourglass_testkit::state_dir().join("stack").join("clickhouse");
+        let dir = hourglass_testkit::state_dir()
+            .join("stack")
+            .join("clickhouse");
         let server = ClickHouseServer::start(&dir, Lifetime::Detached)?;
         stack.clickhouse_url = server.url.clone();
         stack.pids.insert("clickhouse".into(), server.detach());
@@ -73,12 +82,7 @@ pub fn up(detach: bool) -> Result<()> {
     }
     write_stack(&stack)?;
 
-    run_cmd(
-        cargo()
-            .args(["run", "--quiet", "--package", "warehouse-schema", "--", "migrate"])
-            .env("CLICKHOUSE_URL", &stack.clickhouse_url)
-            .env("CLICKHOUSE_DATABASE", &stack.database),
-    )?;
+    migrate(&stack)?;
 
     println!("{}", serde_json::to_string_pretty(&stack)?);
     println!("stack file: {}", stack_file().display());
@@ -89,6 +93,25 @@ pub fn up(detach: bool) -> Result<()> {
     println!("press Ctrl-C to stop");
     wait_for_interrupt()?;
     down()
+}
+
+fn migrate(stack: &Stack) -> Result<()> {
+    let config = WarehouseConfig {
+        url: stack.clickhouse_url.clone(),
+        database: stack.database.clone(),
+        ..WarehouseConfig::default()
+    };
+    let warehouse = Warehouse::new(&config)?;
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(warehouse_schema::migrate(&warehouse))?;
+    eprintln!(
+        "xtask: schema migrated ({} applied, {} already applied)",
+        report.applied.len(),
+        report.already_applied
+    );
+    Ok(())
 }
 
 fn wait_for_interrupt() -> Result<()> {

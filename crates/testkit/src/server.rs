@@ -116,8 +116,9 @@ impl ClickHouseServer {
     pub fn start(dir: &Path, lifetime: Lifetime) -> Result<Self, ServerError> {
         let bin = binary()?;
         let dir = dir.to_path_buf();
-        // A stale dir from a killed run would hold old data and a pid file.
-        if dir.exists() {
+        // A test server's dir left by a killed run would hold old data; the
+        // dev stack keeps its data across restarts.
+        if matches!(lifetime, Lifetime::TiedTo(_)) && dir.exists() {
             fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
         }
         fs::create_dir_all(dir.join("data")).map_err(io(format!("creating {}", dir.display())))?;

@@ -9,7 +9,10 @@ fn databases_are_private_and_dropped() {
     a.query("CREATE TABLE t (x UInt8) ENGINE = Memory").unwrap();
     a.query("INSERT INTO t VALUES (1), (2)").unwrap();
     assert_eq!(a.query("SELECT count() FROM t").unwrap().trim(), "2");
-    assert!(b.query("SELECT count() FROM t").is_err(), "b must not see a's table");
+    assert!(
+        b.query("SELECT count() FROM t").is_err(),
+        "b must not see a's table"
+    );
     let url = a.url.clone();
     let name = a.name.clone();
     drop(a);
