@@ -13,12 +13,17 @@ use warehouse_schema::{MIGRATIONS, MigrationState};
 #[derive(Debug, Parser)]
 #[command(name = "warehouse-schema", version, about)]
 struct Cli {
-    /// ClickHouse HTTP URL.
-    #[arg(long, env = "CLICKHOUSE_URL", default_value = WarehouseConfig::DEFAULT_URL, global = true)]
-    url: String,
-    /// Database holding the Hourglass tables.
-    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = WarehouseConfig::DEFAULT_DATABASE, global = true)]
-    database: String,
+    /// A service's TOML config whose `[warehouse]` section to use (other
+    /// sections are ignored). `CLICKHOUSE_URL` / `CLICKHOUSE_DATABASE` and
+    /// the flags below override it.
+    #[arg(long, short, env = "HOURGLASS_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+    /// ClickHouse HTTP URL [default: $CLICKHOUSE_URL, the config, or http://127.0.0.1:8123].
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// Database holding the Hourglass tables [default: $CLICKHOUSE_DATABASE, the config, or hourglass].
+    #[arg(long, global = true)]
+    database: Option<String>,
     /// ClickHouse user (server default when absent).
     #[arg(long, env = "CLICKHOUSE_USER", global = true)]
     user: Option<String>,
@@ -47,6 +52,13 @@ enum Command {
     PrintSql,
 }
 
+/// The part of a service config this tool reads.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct FileConfig {
+    warehouse: WarehouseConfig,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -59,12 +71,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = WarehouseConfig {
-        url: cli.url,
-        database: cli.database,
-        user: cli.user,
-        password: cli.password,
-    };
+    let file: FileConfig = hourglass_svc::config::load(cli.config.as_deref())?;
+    let mut config = file.warehouse;
+    config.url = cli.url.unwrap_or(config.url);
+    config.database = cli.database.unwrap_or(config.database);
+    config.user = cli.user.or(config.user);
+    config.password = cli.password.or(config.password);
     let warehouse = Warehouse::new(&config).context("invalid warehouse settings")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

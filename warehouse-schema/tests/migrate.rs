@@ -255,3 +255,44 @@ fn edited_and_unknown_migrations_are_reported() {
         "{err}"
     );
 }
+
+/// An operator can point the tool at a service's config file; the
+/// environment overrides the file.
+#[test]
+fn binary_reads_the_warehouse_section_of_a_config_file() {
+    let db = hourglass_testkit::fresh_database();
+    let dir = std::env::temp_dir().join(format!("hg-schema-cfg-{}", db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("central.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "ops_listen = \"127.0.0.1:9464\"\n[warehouse]\nurl = \"{}\"\ndatabase = \"{}\"\n",
+            db.url, db.name
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warehouse-schema"))
+        .arg("migrate")
+        .arg("--config")
+        .arg(&file)
+        .env_remove("CLICKHOUSE_URL")
+        .env_remove("CLICKHOUSE_DATABASE")
+        .output()
+        .expect("run warehouse-schema");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("database {}", db.name)), "{text}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warehouse-schema"))
+        .arg("status")
+        .arg("--config")
+        .arg(&file)
+        .env("CLICKHOUSE_DATABASE", "hg_no_such_database")
+        .env_remove("CLICKHOUSE_URL")
+        .output()
+        .expect("run warehouse-schema");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("hg_no_such_database"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

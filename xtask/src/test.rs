@@ -95,7 +95,14 @@ fn fuzz(seconds: u32) -> Result<()> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), PathBuf::from)
         .join("fuzz");
-    for target in ["decode_batch"] {
+    let mut targets: Vec<String> = std::fs::read_dir(root.join("fuzz/fuzz_targets"))?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    for target in &targets {
         let scratch = hourglass_testkit::state_dir()
             .join("fuzz-corpus")
             .join(target);
