@@ -1,5 +1,6 @@
-//! End-to-end tests: they run the real binaries (built by `cargo test
-//! --workspace` into the same target directory) against a real ClickHouse.
+//! End-to-end tests: they run the real binaries (built by `cargo build
+//! --workspace --bins` into the same target directory, as `cargo xtask test`
+//! does first) against a real ClickHouse.
 //! This library only finds those binaries; the tests are the `[[test]]`
 //! files beside it.
 
@@ -17,7 +18,7 @@ pub fn binary(name: &str) -> Command {
     let path: PathBuf = dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built: run `cargo test --workspace` (or `cargo xtask test`)",
+        "{} is not built: run `cargo build --workspace --bins` first (`cargo xtask test` does)",
         path.display()
     );
     Command::new(path)

@@ -63,6 +63,10 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     };
 
+    // `cargo test` builds a package's binaries only for its own integration
+    // tests; the end-to-end tests in `tests/` run every workspace binary.
+    step("cargo build --bins");
+    run_cmd(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
     step("cargo test");
     let tested = run_cmd(
         cargo()
