@@ -28,3 +28,6 @@ pub fn binary(name: &str) -> Command {
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the binary can be started")
 }
+
+pub mod edge;
+pub mod receiver;

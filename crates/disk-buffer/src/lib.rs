@@ -201,7 +201,7 @@ impl Default for Config {
 }
 
 impl Config {
-    fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), Error> {
         let invalid = |why: String| Err(Error::InvalidConfig(why));
         if self.max_record_bytes == 0 {
             return invalid("max_record_bytes must be at least 1".into());

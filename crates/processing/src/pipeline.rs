@@ -26,7 +26,7 @@ use crate::sites::SiteDirectory;
 /// Implementations must be deterministic (same events in, same out) for
 /// `reprocess` to reproduce ingest. The WASM host implements this over its
 /// platform and merchant plugins; [`NoPlugins`] passes events through.
-pub trait PluginChain: Send {
+pub trait PluginChain: Send + Sync {
     /// The plugin-set version recorded in each batch header.
     fn plugin_set(&self) -> &str;
 

@@ -66,8 +66,18 @@ where
         }
         figment = figment.merge(Toml::file_exact(file));
     }
+    // Only variables naming a setting of `T`: other `HOURGLASS_*` variables
+    // (the test tooling's, another service's) must not break this one.
+    let known: Vec<String> = match figment::value::Value::serialize(T::default()) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
     figment
-        .merge(Env::prefixed("HOURGLASS_").split("__"))
+        .merge(Env::prefixed("HOURGLASS_").split("__").filter(move |key| {
+            let top = key.as_str().split(['.']).next().unwrap_or_default();
+            let top = top.split("__").next().unwrap_or_default();
+            known.iter().any(|k| k.eq_ignore_ascii_case(top))
+        }))
         .merge(
             Env::raw()
                 .only(&["CLICKHOUSE_URL", "CLICKHOUSE_DATABASE"])
@@ -164,6 +174,7 @@ mod tests {
             assert_eq!(c.warehouse.url, "http://file:8123");
 
             jail.set_env("HOURGLASS_BATCH_MAX_EVENTS", "7");
+            jail.set_env("HOURGLASS_PYTHON", "/not/a/setting");
             jail.set_env("HOURGLASS_WAREHOUSE__DATABASE", "fromenv");
             let c: Cfg = load(Some(Path::new("svc.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.batch_max_events, 7);

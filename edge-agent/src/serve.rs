@@ -1,0 +1,204 @@
+//! `edge-agent serve`: wires the parts together and runs them until
+//! SIGTERM, then drains: stop accepting, write the open batch, ship what
+//! is buffered (up to a deadline), exit 0.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hourglass_disk_buffer::DiskBuffer;
+use hourglass_processing::{IdentityKeys, NoPlugins, Pipeline, SessionTable, SiteDirectory};
+use hourglass_transport::{Client, ClientCerts, client_endpoint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DurabilityMode};
+use crate::ingress::Ingress;
+use crate::metrics::Metrics;
+use crate::shipper::Shipper;
+use crate::writer::{Writer, lock};
+
+/// How long a stopping edge keeps shipping what is buffered.
+const DRAIN: Duration = Duration::from_secs(10);
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let metrics = Metrics::new();
+    let sites: SiteDirectory = serde_json::from_slice(&read(&config.sites_file, "site directory")?)
+        .with_context(|| {
+            format!(
+                "the site directory {} is invalid",
+                config.sites_file.display()
+            )
+        })?;
+    let sites = Arc::new(sites);
+    let secret = read(&config.master_secret_file, "master secret")?;
+    let keys = IdentityKeys::from_master_secret(&secret).with_context(|| {
+        format!(
+            "the master secret in {}",
+            config.master_secret_file.display()
+        )
+    })?;
+
+    let (buffer, report) = {
+        let dir = config.buffer_dir.clone();
+        let cfg = config.buffer;
+        tokio::task::spawn_blocking(move || DiskBuffer::open(dir, cfg))
+            .await?
+            .with_context(|| {
+                format!("opening the disk buffer in {}", config.buffer_dir.display())
+            })?
+    };
+    for (kind, n) in [
+        ("truncated_tail", report.truncated_tails),
+        ("corrupt_record", report.corrupt_records),
+        ("abandoned_bytes", report.abandoned_bytes),
+    ] {
+        metrics
+            .buffer_recovered
+            .with_label_values(&[kind])
+            .inc_by(n);
+    }
+    if report.found_damage() {
+        tracing::warn!(?report, "disk buffer repaired on open");
+    }
+    tracing::info!(records = report.records, "disk buffer open");
+    let buffer = Arc::new(Mutex::new(buffer));
+
+    let certs = ClientCerts {
+        cert_pem: String::from_utf8(read(&config.central.cert_file, "edge certificate")?)?,
+        key_pem: String::from_utf8(read(&config.central.key_file, "edge key")?)?,
+        ca_pem: String::from_utf8(read(&config.central.ca_file, "CA certificate")?)?,
+    };
+    let bind: SocketAddr = if config.central.endpoints.iter().all(SocketAddr::is_ipv4) {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let (endpoint, cert_name) =
+        client_endpoint(bind, &certs).context("setting up QUIC to central")?;
+    anyhow::ensure!(
+        cert_name.as_str() == config.edge_id,
+        "the edge certificate is for `{}` but edge_id is `{}`",
+        cert_name.as_str(),
+        config.edge_id
+    );
+
+    let full = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let (tx, rx) = mpsc::channel(4096);
+    let writer = Writer {
+        edge_id: config.edge_id.clone(),
+        pipeline: Pipeline::new(sites.clone(), keys.clone(), Box::new(NoPlugins)),
+        limits: config.batch,
+        buffer: buffer.clone(),
+        metrics: metrics.clone(),
+        shipper: wake.clone(),
+        full: full.clone(),
+        sync_every: (config.durability == DurabilityMode::Interval).then_some(config.sync_interval),
+        now_ms,
+    };
+    let writer = tokio::spawn(writer.run(rx));
+
+    let stop_shipping = CancellationToken::new();
+    let shipper = Shipper {
+        client: Client::new(endpoint.clone()),
+        endpoints: config.central.endpoints.clone(),
+        server_name: config.central.server_name.clone(),
+        buffer: buffer.clone(),
+        rejected_dir: config.buffer_dir.join("rejected"),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+        full: full.clone(),
+    };
+    let shipper = tokio::spawn(shipper.run(stop_shipping.clone(), DRAIN));
+
+    let ops = TcpListener::bind(config.ops_listen)
+        .await
+        .with_context(|| format!("binding ops_listen {}", config.ops_listen))?;
+    let ops = tokio::spawn(hourglass_svc::http::serve_ops(
+        ops,
+        metrics.registry.clone(),
+        Arc::new(|| Ok(())),
+        shutdown.clone(),
+    ));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding listen {}", config.listen))?;
+    tracing::info!(listen = %config.listen, edge = %config.edge_id, "edge agent accepting beacons");
+    let ingress = Arc::new(Ingress {
+        edge_id: config.edge_id.clone(),
+        admission: Pipeline::new(sites, keys, Box::new(NoPlugins)),
+        sessions: Mutex::new(SessionTable::new(config.session_table_max)),
+        writer: tx,
+        sync: config.durability == DurabilityMode::Sync,
+        max_body_bytes: config.max_body_bytes,
+        trusted_proxies: config.trusted_proxies.clone(),
+        seq: AtomicU64::new(u64::try_from(now_ms()).unwrap_or(0).saturating_mul(1000)),
+        full,
+        metrics,
+        now_ms,
+    });
+    serve_http(listener, ingress, shutdown.clone()).await;
+
+    // The ingress is closed and its writer handle dropped: the writer
+    // writes the open batch and ends.
+    writer.await.context("the batch writer failed")?;
+    stop_shipping.cancel();
+    shipper.await.context("the shipper failed")?;
+    endpoint.close(0u32.into(), b"edge shutting down");
+    let _ = ops.await;
+    let left = lock(&buffer).stats().records;
+    tracing::info!(batches_left = left, "edge agent stopped");
+    Ok(())
+}
+
+async fn serve_http(listener: TcpListener, ingress: Arc<Ingress>, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ingress = ingress.clone();
+        let service = service_fn(move |req| ingress.clone().handle(req, peer));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
+}

@@ -1,0 +1,192 @@
+//! Running a real `edge-agent` process for tests: its certificates, site
+//! directory, secret and config in a temp dir, on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant, SystemTime};
+
+use hourglass_pki::{CertDir, EdgeName};
+
+use crate::receiver::SERVER_NAME;
+
+pub const EDGE_ID: &str = "edge-test";
+pub const SITE_ID: &str = "site-1";
+pub const DOMAIN: &str = "example.com";
+pub const GA4_ID: &str = "G-TEST123";
+pub const GA4_SECRET: &str = "ga4-secret-1";
+pub const WRITE_KEY: &str = "wk_test_1";
+pub const MASTER_SECRET: &[u8] = b"test master secret, 32 bytes ok!";
+
+pub struct Edge {
+    pub dir: PathBuf,
+    pub url: String,
+    pub ops_url: String,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+/// Writes everything an edge needs into `dir` (certs in `certs`, which must
+/// hold the CA already) and returns its config path.
+pub fn prepare(
+    dir: &Path,
+    certs: &Path,
+    central: SocketAddr,
+    extra_toml: &str,
+) -> (PathBuf, String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cert_dir = CertDir::new(certs);
+    let name = EdgeName::new(EDGE_ID).unwrap();
+    if !cert_dir.edge_cert_path(&name).exists() {
+        cert_dir.issue_edge(&name, SystemTime::now()).unwrap();
+    }
+    let sites = serde_json::json!({
+        "version": 1,
+        "sites": [{
+            "site_id": SITE_ID,
+            "domain": DOMAIN,
+            "timezone": "Europe/Zurich",
+            "ga4": [{"measurement_id": GA4_ID, "api_secret": GA4_SECRET}],
+            "segment_write_keys": [WRITE_KEY]
+        }]
+    });
+    std::fs::write(dir.join("sites.json"), sites.to_string()).unwrap();
+    std::fs::write(dir.join("master.key"), MASTER_SECRET).unwrap();
+    let port = hourglass_testkit::free_port().unwrap();
+    let ops = hourglass_testkit::free_port().unwrap();
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"edge_id = "{EDGE_ID}"
+listen = "127.0.0.1:{port}"
+ops_listen = "127.0.0.1:{ops}"
+buffer_dir = "{buffer}"
+sites_file = "{sites}"
+master_secret_file = "{secret}"
+max_body_bytes = 65536
+{extra_toml}
+
+[batch]
+max_hits = 50
+max_age_ms = 200
+
+[central]
+endpoints = ["{central}"]
+server_name = "{SERVER_NAME}"
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+"#,
+            buffer = dir.join("buffer").display(),
+            sites = dir.join("sites.json").display(),
+            secret = dir.join("master.key").display(),
+            ca = cert_dir.ca_cert_path().display(),
+            cert = cert_dir.edge_cert_path(&name).display(),
+            key = cert_dir.edge_key_path(&name).display(),
+        ),
+    )
+    .unwrap();
+    (
+        config,
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{ops}"),
+    )
+}
+
+impl Edge {
+    pub fn start(dir: &Path, certs: &Path, central: SocketAddr, extra_toml: &str) -> Edge {
+        let (config, url, ops_url) = prepare(dir, certs, central, extra_toml);
+        let mut edge = Edge {
+            dir: dir.to_path_buf(),
+            url,
+            ops_url,
+            config,
+            child: None,
+        };
+        edge.spawn();
+        edge
+    }
+
+    /// Starts the process (again) and waits until it answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("edge.log"))
+            .unwrap();
+        let child = crate::binary("edge-agent")
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = ureq::get(&format!("{}/healthz", self.url)).call()
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("edge-agent exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "edge-agent did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("edge.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().ok()?.code()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The value of one Prometheus sample, e.g.
+    /// `hourglass_edge_rejects_total{reason="unknown_site"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = ureq::get(&format!("{}/metrics", self.ops_url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

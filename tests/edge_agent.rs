@@ -1,0 +1,338 @@
+//! The edge agent end to end: real HTTP requests with the bytes real clients
+//! send, through a running `edge-agent`, over real QUIC + mTLS to a test
+//! receiver; the batches it gets hold exactly the events sent.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hourglass_e2e::edge::{DOMAIN, Edge, GA4_ID, GA4_SECRET, MASTER_SECRET, SITE_ID, WRITE_KEY};
+use hourglass_e2e::receiver::{Receiver, server_certs};
+use hourglass_model::{Event, IdentitySource};
+use hourglass_processing::IdentityKeys;
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+}
+
+fn post(url: &str, content_type: &str, body: &str) -> (u16, String) {
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", content_type)
+        .header("User-Agent", UA)
+        .send(body)
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn wait_for_events(receiver: &Receiver, n: usize) -> Vec<Event> {
+    let started = Instant::now();
+    loop {
+        let events = receiver.events();
+        if events.len() >= n || started.elapsed() > Duration::from_secs(30) {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_protocol_arrives_with_its_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    let mut edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, "");
+    let url = edge.url.clone();
+
+    // The Plausible script: text/plain JSON.
+    let plausible = r#"{"n":"pageview","u":"https://example.com/pricing?utm_source=newsletter&utm_medium=email","d":"example.com","r":"https://news.ycombinator.com/"}"#;
+    assert_eq!(
+        post(&format!("{url}/api/event"), "text/plain", plausible).0,
+        202
+    );
+    // A custom event with props and revenue, same visitor.
+    let custom = r#"{"n":"Signup","u":"https://example.com/pricing","d":"example.com","p":{"plan":"pro"},"revenue":{"amount":"9.50","currency":"EUR"}}"#;
+    assert_eq!(
+        post(&format!("{url}/api/event"), "text/plain", custom).0,
+        202
+    );
+    // The batch endpoint.
+    let batch = r#"[{"n":"pageview","u":"https://example.com/a","d":"example.com"},{"n":"pageview","u":"https://example.com/b","d":"example.com"}]"#;
+    assert_eq!(
+        post(&format!("{url}/api/batch"), "application/json", batch).0,
+        202
+    );
+    // The no-JS pixel.
+    let mut pixel = agent()
+        .get(&format!(
+            "{url}/i.gif?n=pageview&u=https%3A%2F%2Fexample.com%2Fnoscript&d=example.com"
+        ))
+        .header("User-Agent", UA)
+        .call()
+        .unwrap();
+    assert_eq!(pixel.status().as_u16(), 202);
+    assert_eq!(pixel.headers().get("content-type").unwrap(), "image/gif");
+    assert!(!pixel.body_mut().read_to_vec().unwrap().is_empty());
+    // GA4 Measurement Protocol, as in Google's documentation.
+    let ga4 = r#"{"client_id":"123456.7654321","events":[{"name":"page_view","params":{"page_location":"https://example.com/ga4-page","page_referrer":"https://www.google.com/"}},{"name":"purchase","params":{"currency":"USD","value":30.03,"transaction_id":"T_1"}}]}"#;
+    let (status, _) = post(
+        &format!("{url}/mp/collect?measurement_id={GA4_ID}&api_secret={GA4_SECRET}"),
+        "application/json",
+        ga4,
+    );
+    assert_eq!(status, 202, "GA4 hit accepted");
+    // Segment analytics-node's batch, with its Basic-auth write key.
+    // analytics-node stamps each call with the time it was made.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let segment = r#"{"batch":[{"userId":"user-7","event":"Plan Upgraded","properties":{"plan":"pro"},"type":"track","messageId":"node-next-1-a","timestamp":"NOW","context":{"library":{"name":"@segment/analytics-node","version":"2.1.0"}},"integrations":{},"_metadata":{"nodeVersion":"20.5.1","jsRuntime":"node"}},{"anonymousId":"anon-9","properties":{"url":"https://example.com/seg-page"},"type":"page","messageId":"node-next-1-b","timestamp":"NOW","context":{"library":{"name":"@segment/analytics-node","version":"2.1.0"}},"integrations":{},"_metadata":{"nodeVersion":"20.5.1","jsRuntime":"node"}}],"sentAt":"NOW"}"#.replace("NOW", &now);
+    let basic = format!("Basic {}", base64_user(WRITE_KEY));
+    let mut r = agent()
+        .post(&format!("{url}/v1/batch"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &basic)
+        .send(&segment)
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(
+        status,
+        202,
+        "{}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
+
+    let events = wait_for_events(&receiver, 9);
+    assert_eq!(events.len(), 9, "events: {events:#?}\n{}", edge.log());
+    assert_eq!(receiver.raw_hits(), 6);
+    let by_path: BTreeMap<(String, String), &Event> = events
+        .iter()
+        .map(|e| ((e.name.clone(), e.pathname.clone()), e))
+        .collect();
+    assert_eq!(by_path.len(), 9, "each event once");
+    assert!(events.iter().all(|e| e.site_id == SITE_ID));
+
+    let keys = IdentityKeys::from_master_secret(MASTER_SECRET).unwrap();
+    let pricing = by_path[&("pageview".into(), "/pricing".into())];
+    assert_eq!(pricing.utm_source, "newsletter");
+    assert_eq!(pricing.referrer, "https://news.ycombinator.com/");
+    assert_eq!(
+        pricing.visitor_id,
+        keys.daily_visitor_id(SITE_ID, "127.0.0.1", UA, pricing.ts_ms),
+        "cookieless visitor: keyed daily hash of site, IP and UA"
+    );
+    let signup = by_path[&("Signup".into(), "/pricing".into())];
+    assert_eq!(signup.visitor_id, pricing.visitor_id);
+    assert_eq!(signup.session_id, pricing.session_id, "same visit");
+    assert_eq!(signup.revenue_micros, 9_500_000);
+    assert_eq!(
+        signup
+            .props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("plan", "pro")]
+    );
+    for path in ["/a", "/b", "/noscript"] {
+        assert_eq!(
+            by_path[&("pageview".into(), path.into())].visitor_id,
+            pricing.visitor_id
+        );
+    }
+    let ga4_page = by_path[&("pageview".into(), "/ga4-page".into())];
+    assert_eq!(
+        ga4_page.visitor_id,
+        keys.client_visitor_id(SITE_ID, "123456.7654321"),
+        "GA4 client_id"
+    );
+    let purchase = events.iter().find(|e| e.name == "purchase").unwrap();
+    assert_eq!(purchase.visitor_id, ga4_page.visitor_id);
+    assert_eq!(purchase.revenue_micros, 30_030_000);
+    let upgraded = events.iter().find(|e| e.name == "Plan Upgraded").unwrap();
+    assert_eq!(
+        upgraded.visitor_id,
+        keys.user_visitor_id(SITE_ID, "user-7"),
+        "Segment userId"
+    );
+    let seg_page = by_path[&("pageview".into(), "/seg-page".into())];
+    assert_eq!(
+        seg_page.visitor_id,
+        keys.client_visitor_id(SITE_ID, "anon-9"),
+        "Segment anonymousId"
+    );
+    assert_ne!(
+        seg_page.session_id, upgraded.session_id,
+        "different visitors, different sessions"
+    );
+
+    // Stamps are archived with the raw hits, so reprocessing reproduces them.
+    let batches = receiver.received.batches.lock().unwrap();
+    for batch in batches.values() {
+        for hit in &batch.raw_hits {
+            let id = hit
+                .identity
+                .as_ref()
+                .expect("every archived hit is stamped");
+            assert_eq!(id.site_id, SITE_ID);
+        }
+    }
+    assert!(
+        batches
+            .values()
+            .flat_map(|b| &b.raw_hits)
+            .any(|h| h.identity.as_ref().unwrap().source == i32::from(IdentitySource::ClientId))
+    );
+    drop(batches);
+
+    assert_eq!(
+        edge.metric("hourglass_edge_hits_total{protocol=\"native\"}"),
+        2.0
+    );
+    assert_eq!(
+        edge.metric("hourglass_edge_hits_total{protocol=\"segment\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.terminate(),
+        Some(0),
+        "SIGTERM drains and exits 0:\n{}",
+        edge.log()
+    );
+    assert_eq!(
+        receiver
+            .received
+            .resent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+fn base64_user(user: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:"))
+}
+
+#[test]
+fn bad_requests_get_their_status_and_a_counted_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    let edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, "");
+    let url = &edge.url;
+    let event = |d: &str, u: &str| format!(r#"{{"n":"pageview","u":"{u}","d":"{d}"}}"#);
+
+    let cases: Vec<(&str, (u16, String), u16, &str)> = vec![
+        (
+            "malformed JSON",
+            post(&format!("{url}/api/event"), "text/plain", "{\"n\":"),
+            400,
+            "malformed_body",
+        ),
+        (
+            "wrong content type",
+            post(
+                &format!("{url}/api/event"),
+                "application/x-www-form-urlencoded",
+                "n=pageview",
+            ),
+            415,
+            "unsupported_content_type",
+        ),
+        (
+            "oversized body",
+            post(
+                &format!("{url}/api/event"),
+                "text/plain",
+                &"x".repeat(70_000),
+            ),
+            413,
+            "body_too_large",
+        ),
+        (
+            "unknown site",
+            post(
+                &format!("{url}/api/event"),
+                "text/plain",
+                &event("nosuch.org", "https://nosuch.org/"),
+            ),
+            400,
+            "unknown_site",
+        ),
+        (
+            "wrong hostname",
+            post(
+                &format!("{url}/api/event"),
+                "text/plain",
+                &event(DOMAIN, "https://evil.example.net/"),
+            ),
+            403,
+            "hostname_not_allowed",
+        ),
+        (
+            "bad GA4 secret",
+            post(
+                &format!("{url}/mp/collect?measurement_id={GA4_ID}&api_secret=wrong"),
+                "application/json",
+                r#"{"client_id":"1.2","events":[{"name":"page_view"}]}"#,
+            ),
+            403,
+            "bad_api_secret",
+        ),
+        (
+            "no write key",
+            post(
+                &format!("{url}/v1/track"),
+                "application/json",
+                r#"{"userId":"u","event":"x"}"#,
+            ),
+            401,
+            "bad_write_key",
+        ),
+        (
+            "missing field",
+            post(
+                &format!("{url}/api/event"),
+                "text/plain",
+                r#"{"u":"https://example.com/","d":"example.com"}"#,
+            ),
+            400,
+            "missing_field",
+        ),
+    ];
+    for (what, (status, body), want_status, reason) in &cases {
+        assert_eq!(status, want_status, "{what}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("{what}: body is JSON: {body}"));
+        assert_eq!(json["error"], *reason, "{what}: {body}");
+        assert!(json.get("field").is_some(), "{what}: names a field: {body}");
+        assert_eq!(
+            edge.metric(&format!(
+                "hourglass_edge_rejects_total{{reason=\"{reason}\"}}"
+            )),
+            1.0,
+            "{what} counted"
+        );
+    }
+    // GA4's debug endpoint explains instead of storing.
+    let (status, body) = post(
+        &format!("{url}/debug/mp/collect?measurement_id={GA4_ID}&api_secret={GA4_SECRET}"),
+        "application/json",
+        r#"{"client_id":"1.2","events":[{"name":"bad name!"}]}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("validationMessages") && body.contains("events[0].name"),
+        "{body}"
+    );
+    // Nothing refused was shipped.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.raw_hits(), 0);
+}
