@@ -62,7 +62,6 @@ fn unbuilt_subcommands_say_so_and_exit_2() {
     let cases: &[(&str, &[&str])] = &[
         ("central-ingest", &["serve"]),
         ("central-ingest", &["certs", "init"]),
-        ("edge-agent", &["serve"]),
         ("reprocess", &["--range", "2026-11-01T00..2026-11-02T00"]),
     ];
     for (bin, args) in cases {
