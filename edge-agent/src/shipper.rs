@@ -36,6 +36,11 @@ pub struct Shipper {
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// A central that does not complete a handshake in this time is treated as
+/// down (UDP gives no "connection refused"), so failover is quick.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for central's answer to one batch.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Shipper {
@@ -74,17 +79,21 @@ impl Shipper {
                 _ => {
                     let addr = self.endpoints[endpoint % self.endpoints.len()];
                     let connected = tokio::select! {
-                        c = self.client.connect(addr, &self.server_name) => c,
+                        c = tokio::time::timeout(CONNECT_TIMEOUT, self.client.connect(addr, &self.server_name)) => c,
                         () = &mut give_up => return,
                     };
                     match connected {
-                        Ok(c) => {
+                        Ok(Ok(c)) => {
                             tracing::info!(%addr, "connected to central");
                             conn = Some(c.clone());
                             c
                         }
-                        Err(e) => {
-                            tracing::warn!(%addr, error = %e, "cannot reach central; trying the next endpoint");
+                        failed => {
+                            let error = failed.map_or_else(
+                                |_| "handshake timed out".to_owned(),
+                                |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+                            );
+                            tracing::warn!(%addr, %error, "cannot reach central; trying the next endpoint");
                             self.metrics
                                 .ship_failures
                                 .with_label_values(&["connect"])
@@ -99,7 +108,9 @@ impl Shipper {
                 }
             };
             let sent = tokio::select! {
-                r = self.client.send_batch(&connection, &batch_id, &record.data) => r,
+                r = tokio::time::timeout(SEND_TIMEOUT, self.client.send_batch(&connection, &batch_id, &record.data)) => {
+                    r.unwrap_or_else(|_| Err(hourglass_transport::SendError::Stream("no answer from central within 30 s".into())))
+                }
                 () = &mut give_up => return,
             };
             match sent {
