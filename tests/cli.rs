@@ -52,7 +52,10 @@ fn environment_overrides_the_file() {
     let out = run(binary("edge-agent")
         .args(["check-config", "--config"])
         .arg(&file)
-        .env("HOURGLASS_LISTEN", "nonsense"));
+        .env("HOURGLASS_LISTEN", "nonsense")
+        // Unrelated to the edge: must not trip its strict config.
+        .env("CLICKHOUSE_URL", "http://127.0.0.1:1")
+        .env("HOURGLASS_PYTHON", "/usr/bin/python3"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("`nonsense`"), "{}", text(&out));
 }

@@ -72,6 +72,8 @@ where
         Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
         _ => Vec::new(),
     };
+    // Services without a warehouse ignore the ClickHouse variables.
+    let has_warehouse = known.iter().any(|k| k == "warehouse");
     figment
         .merge(Env::prefixed("HOURGLASS_").split("__").filter(move |key| {
             let top = key.as_str().split(['.']).next().unwrap_or_default();
@@ -80,7 +82,11 @@ where
         }))
         .merge(
             Env::raw()
-                .only(&["CLICKHOUSE_URL", "CLICKHOUSE_DATABASE"])
+                .only(if has_warehouse {
+                    &["CLICKHOUSE_URL", "CLICKHOUSE_DATABASE"]
+                } else {
+                    &[]
+                })
                 .map(|k| {
                     if k == "clickhouse_url" {
                         "warehouse.url".into()
