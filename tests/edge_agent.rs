@@ -336,3 +336,53 @@ fn bad_requests_get_their_status_and_a_counted_reason() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(receiver.raw_hits(), 0);
 }
+
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    let edge = Edge::start(
+        &dir.path().join("edge"),
+        &certs,
+        receiver.addr,
+        "[rate_limit]\nper_ip_per_sec = 1\nper_ip_burst = 2\nper_site_per_sec = 1000\nper_site_burst = 1000",
+    );
+    let body = r#"{"n":"pageview","u":"https://example.com/","d":"example.com"}"#;
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| post(&format!("{}/api/event", edge.url), "text/plain", body).0)
+        .collect();
+    assert_eq!(statuses, [202, 202, 429]);
+    let r = agent()
+        .post(&format!("{}/api/event", edge.url))
+        .header("Content-Type", "text/plain")
+        .send(body)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_eq!(
+        edge.metric("hourglass_edge_rejects_total{reason=\"rate_limited_ip\"}"),
+        2.0
+    );
+    // Server-side protocols are limited per site, not per IP.
+    let ga4 = r#"{"client_id":"1.2","events":[{"name":"page_view","params":{"page_location":"https://example.com/x"}}]}"#;
+    for _ in 0..5 {
+        let (status, body) = post(
+            &format!(
+                "{}/mp/collect?measurement_id={GA4_ID}&api_secret={GA4_SECRET}",
+                edge.url
+            ),
+            "application/json",
+            ga4,
+        );
+        assert_eq!(status, 202, "{body}");
+    }
+}

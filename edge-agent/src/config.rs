@@ -45,6 +45,31 @@ pub struct RawConfig {
     pub session_table_max: usize,
     pub batch: RawBatch,
     pub central: RawCentral,
+    pub rate_limit: RateLimit,
+}
+
+/// Request rates, per second with a burst; 0 turns a limit off. The
+/// per-IP limit applies to browser protocols (tracker, Plausible, pixel)
+/// only: GA4 and Segment hits come from merchants' servers, many users
+/// behind one address, and are limited per site instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_ip_per_sec: u32,
+    pub per_ip_burst: u32,
+    pub per_site_per_sec: u32,
+    pub per_site_burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_ip_per_sec: 50,
+            per_ip_burst: 100,
+            per_site_per_sec: 0,
+            per_site_burst: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +126,7 @@ impl Default for RawConfig {
             session_table_max: 1_000_000,
             batch: RawBatch::default(),
             central: RawCentral::default(),
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -145,6 +171,7 @@ pub struct Config {
     pub session_table_max: usize,
     pub batch: BatchLimits,
     pub central: Central,
+    pub rate_limit: RateLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +237,25 @@ impl Validate for RawConfig {
                 "list at least one central receiver",
             ));
         }
+        for (key, rate, burst) in [
+            (
+                "rate_limit.per_ip_burst",
+                self.rate_limit.per_ip_per_sec,
+                self.rate_limit.per_ip_burst,
+            ),
+            (
+                "rate_limit.per_site_burst",
+                self.rate_limit.per_site_per_sec,
+                self.rate_limit.per_site_burst,
+            ),
+        ] {
+            if rate > 0 && burst < rate {
+                problems.push(Problem::new(
+                    key,
+                    format!("must be at least the rate ({rate}) when the limit is on"),
+                ));
+            }
+        }
         let mut positive = |key: &str, value: u64| {
             if value == 0 {
                 problems.push(Problem::new(key, "must be greater than 0"));
@@ -267,6 +313,7 @@ impl Validate for RawConfig {
                     max_bytes: self.batch.max_bytes,
                     max_age_ms: i64::try_from(self.batch.max_age_ms).unwrap_or(i64::MAX),
                 },
+                rate_limit: self.rate_limit,
                 central: Central {
                     endpoints,
                     server_name: self.central.server_name.clone(),

@@ -24,6 +24,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::writer::{Accepted, Refused};
 
@@ -48,6 +49,7 @@ pub struct Ingress {
     /// Per-edge hit sequence.
     pub seq: AtomicU64,
     pub full: Arc<AtomicBool>,
+    pub limits: Limits,
     pub metrics: Metrics,
     pub now_ms: fn() -> i64,
 }
@@ -120,6 +122,14 @@ impl Ingress {
         if self.full.load(Ordering::Relaxed) && endpoint != Endpoint::Ga4Validate {
             return self.busy();
         }
+        let client_ip = client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
+        let browser = matches!(
+            protocol,
+            Protocol::Native | Protocol::NativeBatch | Protocol::Pixel
+        );
+        if browser && let Err(wait) = self.limits.check_ip(client_ip) {
+            return self.too_many("rate_limited_ip", wait);
+        }
         let (parts, incoming) = req.into_parts();
         let payload = match Limited::new(incoming, self.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -151,7 +161,7 @@ impl Ingress {
             referer: header_str(&parts.headers, header::REFERER),
             origin: header_str(&parts.headers, header::ORIGIN),
             accept_language: header_str(&parts.headers, header::ACCEPT_LANGUAGE),
-            client_ip: client_ip(peer.ip(), &parts.headers, &self.trusted_proxies).to_string(),
+            client_ip: client_ip.to_string(),
             body: payload.to_vec(),
             identity: None,
             write_key: write_key(&parts.headers).unwrap_or_default(),
@@ -169,6 +179,11 @@ impl Ingress {
             Ok(d) => d,
             Err(rejection) => return self.rejected(&rejection),
         };
+        for d in &decoded {
+            if let Err(wait) = self.limits.check_site(&d.site_id) {
+                return self.too_many("rate_limited_site", wait);
+            }
+        }
         {
             let mut sessions = self
                 .sessions
@@ -228,6 +243,29 @@ impl Ingress {
         let json =
             serde_json::json!({ "error": reason, "field": field, "detail": detail }).to_string();
         body(status, "application/json", json.as_bytes())
+    }
+
+    fn too_many(&self, reason: &str, retry_after: u64) -> Resp {
+        let mut resp = self.refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            reason,
+            "",
+            "too many requests; retry later",
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// Periodic upkeep: forget idle sessions and rate-limit keys.
+    pub fn sweep(&self) {
+        self.limits.sweep();
+        let now = (self.now_ms)();
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sweep(now);
     }
 
     fn busy(&self) -> Resp {

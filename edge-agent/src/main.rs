@@ -10,6 +10,7 @@
 mod batcher;
 mod config;
 mod ingress;
+mod limits;
 mod metrics;
 mod serve;
 mod shipper;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DurabilityMode};
 use crate::ingress::Ingress;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::shipper::Shipper;
 use crate::writer::{Writer, lock};
@@ -152,10 +153,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         trusted_proxies: config.trusted_proxies.clone(),
         seq: AtomicU64::new(u64::try_from(now_ms()).unwrap_or(0).saturating_mul(1000)),
         full,
+        limits: Limits::new(&config.rate_limit),
         metrics,
         now_ms,
     });
+    let upkeep = {
+        let ingress = ingress.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => ingress.sweep(),
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
     serve_http(listener, ingress, shutdown.clone()).await;
+    let _ = upkeep.await;
 
     // The ingress is closed and its writer handle dropped: the writer
     // writes the open batch and ends.
