@@ -68,7 +68,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     step("cargo build --bins");
     run_cmd(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
     step("cargo test");
-    let tested = run_cmd(
+    let tested = cargo_test(
         cargo()
             .args(["test", "--workspace", "--locked"])
             .args(&args.cargo_test_args)
@@ -78,7 +78,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if let Some(mut s) = server.take() {
         s.stop();
     }
-    tested?;
+    let totals = tested?;
 
     if args.fuzz_seconds > 0 {
         step("fuzz");
@@ -88,7 +88,71 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "xtask: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    println!("{totals}");
     Ok(())
+}
+
+/// The sum of every `test result:` line of a `cargo test` run.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        )
+    }
+}
+
+impl Totals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let n: u64 = n.parse().unwrap_or(0);
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `cargo test`, passing its output through, and totals its results.
+fn cargo_test(cmd: &mut Command) -> Result<Totals> {
+    use std::io::BufRead as _;
+    eprintln!("$ cargo test …");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start cargo test: {e}"))?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            totals.add(&line);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("{totals}");
+        anyhow::bail!("cargo test failed: {status}");
+    }
+    Ok(totals)
 }
 
 /// A short run of every fuzz target over a scratch corpus seeded from the
@@ -111,7 +175,11 @@ fn fuzz(seconds: u32) -> Result<()> {
             .join("fuzz-corpus")
             .join(target);
         std::fs::create_dir_all(&scratch)?;
-        run_cmd(
+        // libFuzzer reports every new input; keep that in a log and show
+        // its last lines.
+        let log_path = hourglass_testkit::state_dir().join(format!("fuzz-{target}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let fuzzed = run_cmd(
             Command::new("cargo")
                 .current_dir(&root)
                 .env("RUSTC_BOOTSTRAP", "1")
@@ -121,8 +189,21 @@ fn fuzz(seconds: u32) -> Result<()> {
                 .arg(&scratch)
                 .arg(root.join("fuzz/corpus").join(target))
                 .arg("--")
-                .arg(format!("-max_total_time={seconds}")),
-        )?;
+                .arg(format!("-max_total_time={seconds}"))
+                .stderr(log),
+        );
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = if fuzzed.is_ok() { 2 } else { 60 };
+        for line in &lines[lines.len().saturating_sub(shown)..] {
+            eprintln!("{line}");
+        }
+        fuzzed.map_err(|e| {
+            anyhow::anyhow!(
+                "fuzz target {target}: {e}; full log in {}",
+                log_path.display()
+            )
+        })?;
     }
     Ok(())
 }
