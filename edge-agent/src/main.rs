@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hourglass_svc::config::load_valid;
 
 #[derive(Parser)]
 #[command(name = "edge-agent", version, about = "Hourglass edge agent")]
@@ -46,33 +45,11 @@ fn main() -> ExitCode {
         Cmd::CheckConfig => ExitCode::from(hourglass_svc::config::check::<config::RawConfig>(
             cli.config.as_deref(),
         ) as u8),
-        Cmd::Serve => {
-            let config = match load_valid::<config::RawConfig>(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("edge-agent: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            hourglass_svc::logging::init(config.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("edge-agent: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let result = runtime.block_on(async {
-                let shutdown = hourglass_svc::shutdown::on_signal()?;
-                serve::run(config, shutdown).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("edge-agent: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Cmd::Serve => hourglass_svc::run_service::<config::RawConfig, _, _>(
+            "edge-agent",
+            cli.config.as_deref(),
+            |c| c.log_format,
+            serve::run,
+        ),
     }
 }

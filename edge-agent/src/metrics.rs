@@ -1,7 +1,8 @@
 //! The edge's Prometheus metrics: `hourglass_edge_<thing>_<unit>`, every
 //! reject reason a label value.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use hourglass_svc::metrics::{counter, counter_vec, gauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -26,30 +27,6 @@ pub struct Metrics {
     /// Hits seen with a bot-like user agent or a prefetch header (still
     /// accepted: the bot-filter plugin decides).
     pub suspect_hits: IntCounterVec,
-}
-
-fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("metric names are valid");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("each metric is registered once");
-    c
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("metric names are valid");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("each metric is registered once");
-    c
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("metric names are valid");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("each metric is registered once");
-    g
 }
 
 impl Metrics {
