@@ -95,7 +95,14 @@ impl Writer {
         }
     }
 
+    /// Processing, encoding and the append are CPU and disk work: they run
+    /// with `block_in_place`, so the runtime moves the other tasks (the
+    /// ingress) off this thread meanwhile.
     async fn write(&mut self, closed: Vec<(RawHit, Waiter)>, last_seq: &mut u64) {
+        tokio::task::block_in_place(|| self.write_blocking(closed, last_seq));
+    }
+
+    fn write_blocking(&mut self, closed: Vec<(RawHit, Waiter)>, last_seq: &mut u64) {
         let (hits, waiters): (Vec<RawHit>, Vec<Waiter>) = closed.into_iter().unzip();
         let outcome = self.pipeline.process_batch(&hits);
         for r in &outcome.rejects {
@@ -132,22 +139,22 @@ impl Writer {
         let result = match try_encode_batch(&batch) {
             Ok(bytes) => {
                 let len = bytes.len() as u64;
-                let buffer = self.buffer.clone();
-                match tokio::task::spawn_blocking(move || lock(&buffer).append(&bytes)).await {
-                    Ok(Ok(Appended::Stored(_))) => {
+                let appended = lock(&self.buffer).append(&bytes);
+                match appended {
+                    Ok(Appended::Stored(_)) => {
                         self.metrics.batches_written.inc();
                         self.metrics.batch_bytes.inc_by(len);
                         self.shipper.notify_one();
                         Ok(())
                     }
-                    Ok(Ok(Appended::Dropped)) => {
+                    Ok(Appended::Dropped) => {
                         self.metrics
                             .buffer_refused_hits
                             .with_label_values(&["drop_newest"])
                             .inc_by(waiters.len() as u64);
                         Ok(())
                     }
-                    Ok(Err(AppendError::Full { .. })) => {
+                    Err(AppendError::Full { .. }) => {
                         self.full.store(true, Ordering::Relaxed);
                         self.metrics
                             .buffer_refused_hits

@@ -5,10 +5,14 @@
 //!   fmt, clippy, every test against one private ClickHouse, and a short fuzz.
 //! - `up [--detach]` / `down`: the local stack, recorded in
 //!   `target/hourglass/stack.json`.
+//! - `bench edge`: edge-agent against nginx under the same load.
+//! - `plugins`: builds the WASM plugins in `plugins/` into components.
 //!
 //! Must not: hold product logic. It only installs, starts, stops and calls.
 
+mod bench;
 mod install;
+mod plugins;
 mod stack;
 mod test;
 
@@ -33,6 +37,10 @@ enum Cmd {
     },
     /// Stop every process `up` started.
     Down,
+    /// Run a benchmark against its baseline, side by side (see bench/README.md).
+    Bench(bench::BenchArgs),
+    /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/.
+    Plugins,
 }
 
 fn main() {
@@ -41,6 +49,8 @@ fn main() {
         Cmd::Test(args) => test::run(&args),
         Cmd::Up { detach } => stack::up(detach),
         Cmd::Down => stack::down(),
+        Cmd::Bench(args) => bench::run(&args),
+        Cmd::Plugins => plugins::build().map(drop),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

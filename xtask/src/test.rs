@@ -63,6 +63,10 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     };
 
+    // The plugin host's tests load the reference plugins as components.
+    step("cargo xtask plugins");
+    crate::plugins::build()?;
+
     // `cargo test` builds a package's binaries only for its own integration
     // tests; the end-to-end tests in `tests/` run every workspace binary.
     step("cargo build --bins");

@@ -33,6 +33,38 @@ pub trait PluginChain: Send + Sync {
     /// Keeps, modifies or drops events. A dropped event comes back as a
     /// [`Reject`] with its `hit_index`, a reason and the plugin's name.
     fn process(&mut self, events: Vec<Event>) -> (Vec<Event>, Vec<Reject>);
+
+    /// [`process`](Self::process), with each event's hit context
+    /// (`contexts[i]` belongs to `events[i]`; empty when unknown) for
+    /// plugins that read the user agent, IP or language, which no
+    /// [`Event`] carries. The default ignores the context.
+    fn process_in_context(
+        &mut self,
+        events: Vec<Event>,
+        contexts: &[HitContext<'_>],
+    ) -> (Vec<Event>, Vec<Reject>) {
+        let _ = contexts;
+        self.process(events)
+    }
+}
+
+/// What a plugin may read of the hit an event came from, besides the event.
+/// Plugins see it, the warehouse never does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HitContext<'a> {
+    pub user_agent: &'a str,
+    pub client_ip: &'a str,
+    pub accept_language: &'a str,
+}
+
+impl<'a> HitContext<'a> {
+    pub fn of(hit: &'a RawHit) -> Self {
+        HitContext {
+            user_agent: &hit.user_agent,
+            client_ip: &hit.client_ip,
+            accept_language: &hit.accept_language,
+        }
+    }
 }
 
 /// The empty chain.

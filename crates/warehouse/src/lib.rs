@@ -30,6 +30,8 @@ mod config;
 mod error;
 mod event_row;
 mod ident;
+mod loads;
+pub mod query;
 mod reconcile;
 mod warehouse;
 
@@ -38,5 +40,7 @@ pub use config::WarehouseConfig;
 pub use error::WarehouseError;
 pub use event_row::{MAX_TIMESTAMP_S, unix_seconds};
 pub use ident::{is_identifier, validate_identifier};
+pub use loads::{LoadEntry, LoadStatus};
+pub use query::{Query, QueryResult, Source, plan, plan_from};
 pub use reconcile::{HourlyCounts, HourlyRollup, SessionCounts, TimeRange};
 pub use warehouse::Warehouse;

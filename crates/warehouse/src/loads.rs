@@ -1,0 +1,238 @@
+//! What the loader needs beyond [`Warehouse::insert_events`]: the loads
+//! ledger, an insert of many batches at once, removing a batch's rows, and
+//! rebuilding a day's rollups from `events`.
+//!
+//! Table names here are constants; batch ids and days are bound values.
+
+use hourglass_model::{BatchId, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::event_row::EventRow;
+use crate::{Warehouse, WarehouseError};
+
+/// One row of the `loads` ledger (`0004_metadata.sql`). Times are
+/// seconds since the epoch (`DateTime`).
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct LoadEntry {
+    pub batch_id: String,
+    pub archive_key: String,
+    pub plugin_set: String,
+    pub rows: u64,
+    pub min_ts: u32,
+    pub max_ts: u32,
+    /// `loading` (before the insert), `loaded` (after it), `failed`.
+    pub status: String,
+    pub error: String,
+    pub loaded_at: u32,
+    pub version: u64,
+}
+
+/// A batch's latest ledger status.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct LoadStatus {
+    pub batch_id: String,
+    pub status: String,
+    pub min_ts: u32,
+    pub max_ts: u32,
+}
+
+/// The rollups fed by materialized views on `events`, with the `SELECT`
+/// each view runs, so a day can be rebuilt exactly as the views build it.
+/// Must match `warehouse-schema`'s `0002_rollups.sql` and `0003_sessions.sql`.
+const ROLLUPS: [(&str, &str); 4] = [
+    (
+        "site_hourly",
+        "SELECT site_id, toStartOfHour(ts) AS hour, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         uniqState(visitor_id) AS visitors, uniqState(session_id) AS visits \
+         FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, hour",
+    ),
+    (
+        "pages_hourly",
+        "SELECT site_id, toStartOfHour(ts) AS hour, hostname, pathname, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         uniqState(visitor_id) AS visitors, uniqState(session_id) AS visits \
+         FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, hour, hostname, pathname",
+    ),
+    (
+        "sources_hourly",
+        "SELECT site_id, toStartOfHour(ts) AS hour, referrer_source, channel, utm_source, \
+         utm_medium, utm_campaign, country, device, browser, os, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         uniqState(visitor_id) AS visitors, uniqState(session_id) AS visits \
+         FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, hour, referrer_source, channel, \
+         utm_source, utm_medium, utm_campaign, country, device, browser, os",
+    ),
+    (
+        "sessions",
+        "SELECT site_id, session_id, toDate(ts) AS day, anyState(visitor_id) AS visitor, \
+         minState(ts) AS started_at, maxState(ts) AS ended_at, \
+         argMinState(pathname, ts) AS entry_page, argMaxState(pathname, ts) AS exit_page, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         countIfState(interactive = 1) AS interactive_events, \
+         argMinState(referrer_source, ts) AS entry_referrer_source, \
+         argMinState(channel, ts) AS entry_channel, argMinState(utm_source, ts) AS entry_utm_source, \
+         argMinState(utm_medium, ts) AS entry_utm_medium, \
+         argMinState(utm_campaign, ts) AS entry_utm_campaign, \
+         argMinState(country, ts) AS entry_country, argMinState(device, ts) AS entry_device, \
+         argMinState(browser, ts) AS entry_browser, argMinState(os, ts) AS entry_os \
+         FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, session_id, day",
+    ),
+];
+
+impl Warehouse {
+    /// Appends ledger rows (one insert).
+    pub async fn record_loads(&self, entries: &[LoadEntry]) -> Result<(), WarehouseError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let context =
+            |what: &str| format!("writing the loads ledger in {}: {what}", self.database());
+        let mut insert = self
+            .db
+            .insert::<LoadEntry>("loads")
+            .await
+            .map_err(WarehouseError::clickhouse(context("starting the insert")))?;
+        for entry in entries {
+            insert
+                .write(entry)
+                .await
+                .map_err(WarehouseError::clickhouse(context("writing a row")))?;
+        }
+        insert
+            .end()
+            .await
+            .map_err(WarehouseError::clickhouse(context("finishing the insert")))
+    }
+
+    /// The latest ledger status of each of `batch_ids` that has one.
+    pub async fn load_statuses(
+        &self,
+        batch_ids: &[String],
+    ) -> Result<Vec<LoadStatus>, WarehouseError> {
+        if batch_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.db
+            .query(
+                "SELECT batch_id, argMax(status, version) AS status, \
+                 argMax(min_ts, version) AS min_ts, argMax(max_ts, version) AS max_ts \
+                 FROM loads WHERE has(?, batch_id) GROUP BY batch_id",
+            )
+            .bind(batch_ids)
+            .fetch_all::<LoadStatus>()
+            .await
+            .map_err(WarehouseError::clickhouse("reading the loads ledger"))
+    }
+
+    /// Batches whose latest ledger status is `loading`: a load that was
+    /// interrupted, whose rows may be partly in `events`.
+    pub async fn unfinished_loads(&self) -> Result<Vec<LoadStatus>, WarehouseError> {
+        self.db
+            .query(
+                "SELECT batch_id, status, min_ts, max_ts FROM (\
+                 SELECT batch_id, argMax(status, version) AS status, \
+                 argMax(min_ts, version) AS min_ts, argMax(max_ts, version) AS max_ts \
+                 FROM loads GROUP BY batch_id) WHERE status = 'loading'",
+            )
+            .fetch_all::<LoadStatus>()
+            .await
+            .map_err(WarehouseError::clickhouse("reading unfinished loads"))
+    }
+
+    /// Inserts the events of many batches as one RowBinary insert. The
+    /// caller keeps one day partition per call, so the insert is atomic per
+    /// block. Returns the rows sent.
+    pub async fn insert_event_batches(
+        &self,
+        batches: &[(BatchId, String, Vec<Event>)],
+    ) -> Result<u64, WarehouseError> {
+        let ids: Vec<String> = batches.iter().map(|(id, _, _)| id.to_string()).collect();
+        let mut rows = Vec::new();
+        for ((_, plugin_set, events), id) in batches.iter().zip(&ids) {
+            for (index, event) in events.iter().enumerate() {
+                let row = EventRow::new(event, id, plugin_set).map_err(|e| {
+                    WarehouseError::TimestampOutOfRange {
+                        batch_id: id.clone(),
+                        index,
+                        field: e.field,
+                        value_ms: e.value_ms,
+                    }
+                })?;
+                rows.push(row);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let context = |what: &str| format!("inserting into {}.events: {what}", self.database());
+        let mut insert = self
+            .db
+            .insert::<EventRow<'_>>("events")
+            .await
+            .map_err(WarehouseError::clickhouse(context("starting the insert")))?;
+        for row in &rows {
+            insert
+                .write(row)
+                .await
+                .map_err(WarehouseError::clickhouse(context("writing a row")))?;
+        }
+        insert
+            .end()
+            .await
+            .map_err(WarehouseError::clickhouse(context("finishing the insert")))?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Starts deleting every `events` row of `batch_ids`: a mutation,
+    /// which 18.16 runs in the background (it has no `mutations_sync`);
+    /// wait with [`Warehouse::events_mutations_running`].
+    pub async fn delete_batches(&self, batch_ids: &[String]) -> Result<(), WarehouseError> {
+        if batch_ids.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .query("ALTER TABLE events DELETE WHERE has(?, batch_id)")
+            .bind(batch_ids)
+            .execute()
+            .await
+            .map_err(WarehouseError::clickhouse(
+                "deleting rows of interrupted loads",
+            ))
+    }
+
+    /// Mutations on `events` not finished yet.
+    pub async fn events_mutations_running(&self) -> Result<u64, WarehouseError> {
+        self.db
+            .query(
+                "SELECT count() FROM system.mutations \
+                 WHERE database = ? AND table = 'events' AND is_done = 0",
+            )
+            .bind(self.database())
+            .fetch_one::<u64>()
+            .await
+            .map_err(WarehouseError::clickhouse("reading system.mutations"))
+    }
+
+    /// Rebuilds every rollup's partition for `day` (`YYYYMMDD`, UTC) from
+    /// `events`, as the materialized views would have built it. Run only
+    /// while nothing inserts into that day (the loader is the only writer).
+    pub async fn rebuild_rollups(&self, day: u32) -> Result<(), WarehouseError> {
+        for (table, select) in ROLLUPS {
+            let context = format!("rebuilding {table} for day {day}");
+            self.db
+                .query(&format!("ALTER TABLE {table} DROP PARTITION ?"))
+                .bind(day)
+                .execute()
+                .await
+                .map_err(WarehouseError::clickhouse(context.clone()))?;
+            self.db
+                .query(&format!("INSERT INTO {table} {select}"))
+                .bind(day)
+                .execute()
+                .await
+                .map_err(WarehouseError::clickhouse(context))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! The Hourglass plugin SDK: write a plugin as a Rust type and let the SDK
+//! do the component plumbing.
+//!
+//! ```ignore
+//! use hourglass_plugin_sdk::{DeclaredFields, Event, Field, Outcome, Plugin};
+//!
+//! struct Shout;
+//!
+//! impl Plugin for Shout {
+//!     fn init(_config: &str, _data: &[u8]) -> Result<Self, String> {
+//!         Ok(Shout)
+//!     }
+//!     fn fields(&self) -> DeclaredFields {
+//!         DeclaredFields { reads: vec![Field::Name], writes: vec![Field::Name] }
+//!     }
+//!     fn process(&mut self, mut event: Event) -> Outcome {
+//!         event.name = event.name.to_uppercase();
+//!         Outcome::Modify(event)
+//!     }
+//! }
+//!
+//! hourglass_plugin_sdk::plugin!(Shout);
+//! ```
+//!
+//! It owns the guest side of `plugins/wit` and helpers every plugin needs
+//! (config lines, URL pieces). It must not import anything from the host:
+//! a plugin is a pure function of its config, its data and its events.
+
+pub mod config;
+pub mod url;
+
+/// The generated bindings of the `plugin` world (`plugins/wit`).
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        default_bindings_module: "hourglass_plugin_sdk::bindings",
+    });
+}
+
+pub use bindings::hourglass::plugin::types::{
+    DeclaredFields, DropReason, Event, Field, Outcome, Prop,
+};
+pub use bindings::{Guest, export};
+
+/// A plugin, one event at a time. One value lives per instance: the host
+/// calls [`Plugin::init`] once, then [`Plugin::process`] for every event of
+/// every batch, in order. Keep outputs a function of the inputs only (a
+/// cache is fine): `reprocess` must reproduce ingest.
+pub trait Plugin: Sized + 'static {
+    /// Reads the site's `config` and the plugin's `data` blob; an error
+    /// refuses the plugin at load, with this message.
+    fn init(config: &str, data: &[u8]) -> Result<Self, String>;
+
+    /// The fields the plugin reads and writes: the host fills only the
+    /// first and takes back only the second.
+    fn fields(&self) -> DeclaredFields;
+
+    /// Keeps, modifies (return the changed event) or drops one event.
+    fn process(&mut self, event: Event) -> Outcome;
+}
+
+/// `Outcome::Drop` with a machine-readable reason (lower_snake_case).
+pub fn drop_event(reason: &str, field: Option<Field>) -> Outcome {
+    Outcome::Drop(DropReason {
+        reason: reason.to_owned(),
+        field,
+    })
+}
+
+/// The value of the first prop named `key`.
+pub fn prop<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
+    event
+        .props
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.as_str())
+}
+
+/// Exports a [`Plugin`] type as the component's `init` and `process`.
+#[macro_export]
+macro_rules! plugin {
+    ($ty:ty) => {
+        struct HourglassPluginExport;
+
+        ::std::thread_local! {
+            static HOURGLASS_PLUGIN: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+
+        impl $crate::Guest for HourglassPluginExport {
+            fn init(
+                config: ::std::string::String,
+                data: ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<$crate::DeclaredFields, ::std::string::String> {
+                let plugin = <$ty as $crate::Plugin>::init(&config, &data)?;
+                let fields = $crate::Plugin::fields(&plugin);
+                HOURGLASS_PLUGIN
+                    .with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(plugin));
+                ::core::result::Result::Ok(fields)
+            }
+
+            fn process(batch: ::std::vec::Vec<$crate::Event>) -> ::std::vec::Vec<$crate::Outcome> {
+                HOURGLASS_PLUGIN.with(|cell| {
+                    let mut cell = cell.borrow_mut();
+                    // The host calls `init` first on every instance.
+                    let plugin = cell.as_mut().expect("the host calls init before process");
+                    batch
+                        .into_iter()
+                        .map(|event| $crate::Plugin::process(plugin, event))
+                        .collect()
+                })
+            }
+        }
+
+        $crate::export!(HourglassPluginExport);
+    };
+}
