@@ -386,3 +386,116 @@ fn rate_limits_answer_429_with_retry_after() {
         assert_eq!(status, 202, "{body}");
     }
 }
+
+/// The reference plugins, as components, in a running edge: events come out
+/// enriched (browser, OS, device, source, channel), bots dropped with a
+/// reason, e-mail addresses gone; every batch names the plugin set.
+#[test]
+fn reference_plugins_enrich_and_filter_through_a_running_edge() {
+    let components = hourglass_testkit::state_dir().join("plugins");
+    let plugin = |name: &str, policy: &str, config: &str| {
+        let path = components.join(format!("{name}.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing: build the plugins first (`cargo xtask plugins`)",
+            path.display()
+        );
+        format!(
+            "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\non_failure = \"{policy}\"\nconfig = \"{config}\"\n",
+            path.display()
+        )
+    };
+    let chain = [
+        "plugin_set = \"reference-v1\"\n".to_owned(),
+        plugin("bot-filter", "reject-batch", ""),
+        plugin("validate", "reject-batch", ""),
+        plugin("pii-scrub", "reject-batch", ""),
+        plugin("ua-parse", "skip-plugin", ""),
+        plugin("channel", "skip-plugin", ""),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    let edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, &chain);
+    let send = |ua: &str, body: &str| {
+        let r = agent()
+            .post(&format!("{}/api/event", edge.url))
+            .header("Content-Type", "text/plain")
+            .header("User-Agent", ua)
+            .send(body)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    };
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+    send(
+        chrome,
+        r#"{"n":"pageview","u":"https://example.com/from-search","d":"example.com","r":"https://www.google.com/"}"#,
+    );
+    send(
+        iphone,
+        r#"{"n":"Signup","u":"https://example.com/signup?email=jane%40example.org","d":"example.com","r":"https://mail.example.org/?to=jane@example.org","p":{"contact":"jane@example.org","plan":"pro"}}"#,
+    );
+    send(
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+        r#"{"n":"pageview","u":"https://example.com/crawled","d":"example.com"}"#,
+    );
+
+    let started = Instant::now();
+    while receiver.raw_hits() < 3 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let batches = receiver.received.batches.lock().unwrap();
+    assert!(
+        batches
+            .values()
+            .all(|b| b.header.as_ref().unwrap().plugin_set == "reference-v1")
+    );
+    let events: Vec<&Event> = batches.values().flat_map(|b| &b.events).collect();
+    let rejects: Vec<_> = batches.values().flat_map(|b| &b.rejects).collect();
+    assert_eq!(
+        events.len(),
+        2,
+        "the bot is dropped: {events:#?}\n{rejects:#?}\n{}",
+        edge.log()
+    );
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0].plugin, "bot-filter", "{rejects:#?}");
+
+    let search = events
+        .iter()
+        .find(|e| e.pathname == "/from-search")
+        .unwrap();
+    assert_eq!(
+        (
+            search.browser.as_str(),
+            search.os.as_str(),
+            search.device.as_str()
+        ),
+        ("Chrome", "Windows", "desktop")
+    );
+    assert_eq!(search.channel, "Organic Search");
+    assert_eq!(search.referrer_source, "Google");
+    let signup = events.iter().find(|e| e.name == "Signup").unwrap();
+    assert_eq!(
+        (
+            signup.browser.as_str(),
+            signup.os.as_str(),
+            signup.device.as_str()
+        ),
+        ("Safari", "iOS", "mobile")
+    );
+    let text = format!("{signup:?}");
+    assert!(
+        !text.contains("jane@example.org") && !text.contains("jane%40example.org"),
+        "e-mail left in {signup:#?}"
+    );
+    assert!(
+        signup
+            .props
+            .iter()
+            .any(|p| p.key == "plan" && p.value == "pro"),
+        "{signup:#?}"
+    );
+}

@@ -46,6 +46,32 @@ pub struct RawConfig {
     pub batch: RawBatch,
     pub central: RawCentral,
     pub rate_limit: RateLimit,
+    /// Version label of the plugin set below, recorded in every batch.
+    pub plugin_set: String,
+    /// The platform plugin chain, in order.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One WASM plugin of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: String,
+    /// The component (`.wasm`).
+    pub path: PathBuf,
+    /// Passed to the plugin's `init` as is.
+    #[serde(default)]
+    pub config: String,
+    /// A data file passed to `init` (patterns, a database…).
+    #[serde(default)]
+    pub data_file: Option<PathBuf>,
+    /// `skip-plugin` (default) or `reject-batch`.
+    #[serde(default = "skip_plugin")]
+    pub on_failure: String,
+}
+
+fn skip_plugin() -> String {
+    "skip-plugin".into()
 }
 
 /// Request rates, per second with a burst; 0 turns a limit off. The
@@ -127,6 +153,8 @@ impl Default for RawConfig {
             batch: RawBatch::default(),
             central: RawCentral::default(),
             rate_limit: RateLimit::default(),
+            plugin_set: "none".into(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -172,6 +200,8 @@ pub struct Config {
     pub batch: BatchLimits,
     pub central: Central,
     pub rate_limit: RateLimit,
+    pub plugin_set: String,
+    pub plugins: Vec<PluginConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +286,29 @@ impl Validate for RawConfig {
                 ));
             }
         }
+        for (i, p) in self.plugins.iter().enumerate() {
+            if p.name.is_empty() {
+                problems.push(Problem::new(
+                    format!("plugins[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if p.on_failure
+                .parse::<hourglass_plugin_host::FailurePolicy>()
+                .is_err()
+            {
+                problems.push(Problem::new(
+                    format!("plugins[{i}].on_failure"),
+                    "must be skip-plugin or reject-batch",
+                ));
+            }
+        }
+        if !self.plugins.is_empty() && (self.plugin_set.is_empty() || self.plugin_set == "none") {
+            problems.push(Problem::new(
+                "plugin_set",
+                "name the version of the plugin set (it is recorded in every batch)",
+            ));
+        }
         let mut positive = |key: &str, value: u64| {
             if value == 0 {
                 problems.push(Problem::new(key, "must be greater than 0"));
@@ -314,6 +367,8 @@ impl Validate for RawConfig {
                     max_age_ms: i64::try_from(self.batch.max_age_ms).unwrap_or(i64::MAX),
                 },
                 rate_limit: self.rate_limit,
+                plugin_set: self.plugin_set.clone(),
+                plugins: self.plugins.clone(),
                 central: Central {
                     endpoints,
                     server_name: self.central.server_name.clone(),

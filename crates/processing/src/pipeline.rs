@@ -152,7 +152,7 @@ impl Pipeline {
     pub fn process(&mut self, hit: &RawHit, hit_index: u32) -> Outcome {
         let mut outcome = Outcome::default();
         self.decode_stamped(hit, hit_index, &mut outcome);
-        self.run_plugins(outcome)
+        self.run_plugins(outcome, |_| HitContext::of(hit))
     }
 
     /// [`process`](Self::process) for a batch's hits, with one plugin call
@@ -164,14 +164,31 @@ impl Pipeline {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             self.decode_stamped(hit, index, &mut outcome);
         }
-        self.run_plugins(outcome)
+        self.run_plugins(outcome, |index| {
+            hits.get(index as usize)
+                .map_or_else(HitContext::default, HitContext::of)
+        })
     }
 
-    fn run_plugins(&mut self, mut outcome: Outcome) -> Outcome {
+    /// Runs the chain over the decoded events, handing it each event's hit
+    /// context (user agent, IP, language: what plugins read but events do
+    /// not keep).
+    fn run_plugins<'h>(
+        &mut self,
+        mut outcome: Outcome,
+        context_of: impl Fn(u32) -> HitContext<'h>,
+    ) -> Outcome {
         if outcome.events.is_empty() {
             return outcome;
         }
-        let (events, rejects) = self.plugins.process(std::mem::take(&mut outcome.events));
+        let contexts: Vec<HitContext<'h>> = outcome
+            .events
+            .iter()
+            .map(|e| context_of(e.hit_index))
+            .collect();
+        let (events, rejects) = self
+            .plugins
+            .process_in_context(std::mem::take(&mut outcome.events), &contexts);
         outcome.events = events;
         outcome.rejects.extend(rejects);
         outcome
