@@ -16,7 +16,64 @@ pub struct RawConfig {
     pub ops_listen: String,
     /// Local directory of the batch archive.
     pub archive_dir: PathBuf,
+    /// Hours of archived batches to keep; 0 keeps them forever.
+    pub archive_retention_hours: u32,
+    /// QUIC (UDP) address edges ship batches to.
+    pub quic_listen: String,
+    /// The CA directory `central-ingest certs` manages; `serve` reads
+    /// `server.pem|key`, `ca.pem` and `crl.pem` from it.
+    pub certs_dir: PathBuf,
+    /// How often `serve` checks `crl.pem` for a new revocation list.
+    pub crl_reload_secs: u32,
+    pub receiver: ReceiverConfig,
+    pub loader: LoaderConfig,
     pub log_format: LogFormat,
+}
+
+/// The loader role (archive → ClickHouse).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Run the loader in this process.
+    pub enabled: bool,
+    /// How far back the first scan of the archive looks for batches that
+    /// were archived but not loaded.
+    pub lookback_hours: u32,
+    /// Events per load: a load starts once this many are pending…
+    pub max_rows: u32,
+    /// …or once the oldest pending batch has waited this long.
+    pub max_wait_ms: u32,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            enabled: true,
+            lookback_hours: 72,
+            max_rows: 50_000,
+            max_wait_ms: 1000,
+        }
+    }
+}
+
+/// Receiver back-pressure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Batches being verified and archived at once; past this, edges are
+    /// answered Busy.
+    pub max_in_flight: u32,
+    /// The wait a Busy answer asks for.
+    pub busy_retry_after_ms: u32,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            max_in_flight: 64,
+            busy_retry_after_ms: 1000,
+        }
+    }
 }
 
 impl Default for RawConfig {
@@ -25,17 +82,28 @@ impl Default for RawConfig {
             warehouse: WarehouseConfig::default(),
             ops_listen: "127.0.0.1:9464".into(),
             archive_dir: PathBuf::from("data/archive"),
+            archive_retention_hours: 0,
+            quic_listen: "127.0.0.1:4433".into(),
+            certs_dir: PathBuf::from("data/certs"),
+            crl_reload_secs: 10,
+            receiver: ReceiverConfig::default(),
+            loader: LoaderConfig::default(),
             log_format: LogFormat::Human,
         }
     }
 }
 
 /// A configuration that has been checked.
-#[allow(dead_code)] // read by `serve`, which is not built yet
 pub struct Config {
     pub warehouse: WarehouseConfig,
     pub ops_listen: SocketAddr,
     pub archive_dir: PathBuf,
+    pub archive_retention_hours: u32,
+    pub quic_listen: SocketAddr,
+    pub certs_dir: PathBuf,
+    pub crl_reload: std::time::Duration,
+    pub receiver: ReceiverConfig,
+    pub loader: LoaderConfig,
     pub log_format: LogFormat,
 }
 
@@ -48,14 +116,43 @@ impl Validate for RawConfig {
             problems.push(Problem::new("warehouse", e.to_string()));
         }
         let ops_listen = hourglass_svc::parse_addr("ops_listen", &self.ops_listen, &mut problems);
+        let quic_listen =
+            hourglass_svc::parse_addr("quic_listen", &self.quic_listen, &mut problems);
         if self.archive_dir.as_os_str().is_empty() {
             problems.push(Problem::new("archive_dir", "must not be empty"));
         }
-        match ops_listen {
-            Some(ops_listen) if problems.is_empty() => Ok(Config {
+        if self.certs_dir.as_os_str().is_empty() {
+            problems.push(Problem::new("certs_dir", "must not be empty"));
+        }
+        if self.receiver.max_in_flight == 0 {
+            problems.push(Problem::new(
+                "receiver.max_in_flight",
+                "must be at least 1, or no batch is ever accepted",
+            ));
+        }
+        if self.receiver.busy_retry_after_ms == 0 {
+            problems.push(Problem::new(
+                "receiver.busy_retry_after_ms",
+                "must be at least 1 ms, or busy edges retry in a tight loop",
+            ));
+        }
+        if self.crl_reload_secs == 0 {
+            problems.push(Problem::new("crl_reload_secs", "must be at least 1"));
+        }
+        if self.loader.max_rows == 0 {
+            problems.push(Problem::new("loader.max_rows", "must be at least 1"));
+        }
+        match (ops_listen, quic_listen) {
+            (Some(ops_listen), Some(quic_listen)) if problems.is_empty() => Ok(Config {
                 warehouse: self.warehouse.clone(),
                 ops_listen,
                 archive_dir: self.archive_dir.clone(),
+                archive_retention_hours: self.archive_retention_hours,
+                quic_listen,
+                certs_dir: self.certs_dir.clone(),
+                crl_reload: std::time::Duration::from_secs(u64::from(self.crl_reload_secs)),
+                receiver: self.receiver.clone(),
+                loader: self.loader.clone(),
                 log_format: self.log_format,
             }),
             _ => Err(problems),

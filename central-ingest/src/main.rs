@@ -1,14 +1,22 @@
-//! `central-ingest`: the central tier. It will receive batches from edges
-//! over QUIC, archive them, load ClickHouse exactly once, serve the merchant
-//! API and dashboard, and manage the edge certificates. Today it validates
-//! its configuration; the other subcommands say they are not built yet.
+//! `central-ingest`: the central tier. Today it receives batches from
+//! edges over QUIC, archives them and loads them into ClickHouse exactly
+//! once (`serve`), and manages the project CA and edge certificates
+//! (`certs`). The merchant API is not built yet.
 
+mod certs;
 mod config;
+mod loader;
+mod metrics;
+mod receiver;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use hourglass_pki::CertDir;
+use hourglass_svc::config::load_valid;
 
 #[derive(Parser)]
 #[command(name = "central-ingest", version, about = "Hourglass central ingest")]
@@ -22,13 +30,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the receiver, loader and API.
+    /// Run the receiver (QUIC → archive) and the loader (archive → ClickHouse).
+    /// The merchant API is not built yet.
     Serve,
     /// Validate the configuration and print every problem.
     CheckConfig,
     /// Manage the project CA and edge certificates.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// The CA directory (default: `certs_dir` from the config).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
     #[command(subcommand)]
-    Certs(Certs),
+    cmd: Certs,
 }
 
 #[derive(Subcommand)]
@@ -37,8 +54,15 @@ enum Certs {
     Init,
     /// Issue a certificate for an edge.
     IssueEdge { name: String },
+    /// Issue (or replace) central's own certificate for these host names.
+    IssueServer {
+        #[arg(required = true)]
+        hostnames: Vec<String>,
+    },
     /// Revoke an edge certificate.
     Revoke { name: String },
+    /// List edge certificates and whether they are revoked.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -47,11 +71,48 @@ fn main() -> ExitCode {
         Cmd::CheckConfig => ExitCode::from(hourglass_svc::config::check::<config::RawConfig>(
             cli.config.as_deref(),
         ) as u8),
-        Cmd::Serve => hourglass_svc::not_built("central-ingest serve"),
-        Cmd::Certs(Certs::Init) => hourglass_svc::not_built("central-ingest certs init"),
-        Cmd::Certs(Certs::IssueEdge { .. }) => {
-            hourglass_svc::not_built("central-ingest certs issue-edge")
+        Cmd::Serve => serve(cli.config),
+        Cmd::Certs(args) => certs(cli.config, args),
+    }
+}
+
+fn serve(config_file: Option<PathBuf>) -> ExitCode {
+    hourglass_svc::run_service::<config::RawConfig, _, _>(
+        "central-ingest",
+        config_file.as_deref(),
+        |c| c.log_format,
+        serve::run,
+    )
+}
+
+fn certs(config_file: Option<PathBuf>, args: CertsArgs) -> ExitCode {
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => match load_valid::<config::RawConfig>(config_file.as_deref()) {
+            Ok(c) => c.certs_dir,
+            Err(e) => {
+                eprintln!("central-ingest: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let dir = CertDir::new(dir);
+    let now = SystemTime::now();
+    let result = match &args.cmd {
+        Certs::Init => certs::init(&dir, now),
+        Certs::IssueEdge { name } => certs::issue_edge(&dir, name, now),
+        Certs::IssueServer { hostnames } => certs::issue_server(&dir, hostnames, now),
+        Certs::Revoke { name } => certs::revoke(&dir, name, now),
+        Certs::List => certs::list(&dir),
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
         }
-        Cmd::Certs(Certs::Revoke { .. }) => hourglass_svc::not_built("central-ingest certs revoke"),
+        Err(e) => {
+            eprintln!("central-ingest certs: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -27,7 +27,9 @@ pub struct LoadEntry {
     pub version: u64,
 }
 
-/// A batch's latest ledger status.
+/// A batch's latest ledger status. (Queries alias the columns to short
+/// names: on 18.16 an alias equal to a column name inside an aggregate
+/// is ambiguous; RowBinary reads by position.)
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
 pub struct LoadStatus {
     pub batch_id: String,
@@ -115,8 +117,8 @@ impl Warehouse {
         }
         self.db
             .query(
-                "SELECT batch_id, argMax(status, version) AS status, \
-                 argMax(min_ts, version) AS min_ts, argMax(max_ts, version) AS max_ts \
+                "SELECT batch_id, argMax(status, version) AS s, \
+                 argMax(min_ts, version) AS lo, argMax(max_ts, version) AS hi \
                  FROM loads WHERE has(?, batch_id) GROUP BY batch_id",
             )
             .bind(batch_ids)
@@ -130,10 +132,10 @@ impl Warehouse {
     pub async fn unfinished_loads(&self) -> Result<Vec<LoadStatus>, WarehouseError> {
         self.db
             .query(
-                "SELECT batch_id, status, min_ts, max_ts FROM (\
-                 SELECT batch_id, argMax(status, version) AS status, \
-                 argMax(min_ts, version) AS min_ts, argMax(max_ts, version) AS max_ts \
-                 FROM loads GROUP BY batch_id) WHERE status = 'loading'",
+                "SELECT batch_id, s, lo, hi FROM (\
+                 SELECT batch_id, argMax(status, version) AS s, \
+                 argMax(min_ts, version) AS lo, argMax(max_ts, version) AS hi \
+                 FROM loads GROUP BY batch_id) WHERE s = 'loading'",
             )
             .fetch_all::<LoadStatus>()
             .await
