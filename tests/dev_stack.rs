@@ -24,7 +24,10 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
     let state = tempfile::tempdir().unwrap();
     let xtask = || {
         let mut cmd = binary("xtask");
+        let bins = std::env::current_exe().unwrap();
+        let bins = bins.parent().unwrap().parent().unwrap();
         cmd.env("HOURGLASS_STATE_DIR", state.path())
+            .env("HOURGLASS_BIN_DIR", bins)
             .env_remove("CLICKHOUSE_URL");
         cmd
     };
@@ -47,6 +50,52 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
     )
     .unwrap();
     assert_eq!(tables.trim(), "1", "up must migrate the schema");
+    let pids: Vec<u64> = ["clickhouse", "central", "edge"]
+        .iter()
+        .map(|role| {
+            first["pids"][role]
+                .as_u64()
+                .unwrap_or_else(|| panic!("pids.{role} in {first}"))
+        })
+        .collect();
+    assert!(pids.iter().all(|&p| alive(p)));
+    for key in [
+        "edge_url",
+        "site_id",
+        "site_domain",
+        "ga4_measurement_id",
+        "ga4_api_secret",
+        "segment_write_key",
+    ] {
+        assert!(
+            !first[key].as_str().unwrap_or_default().is_empty(),
+            "{key} in {first}"
+        );
+    }
+
+    // A hit through the whole stack lands in ClickHouse.
+    let edge = first["edge_url"].as_str().unwrap();
+    let r = ureq::post(&format!("{edge}/api/event"))
+        .header("Content-Type", "text/plain")
+        .send(r#"{"n":"pageview","u":"https://example.com/dev-stack","d":"example.com"}"#)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let started = Instant::now();
+    loop {
+        let n = hourglass_testkit::http_post(
+            &url,
+            "SELECT count() FROM hourglass.events WHERE pathname = '/dev-stack'",
+        )
+        .unwrap();
+        if n.trim() == "1" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the hit did not reach ClickHouse ({n})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let out = run(xtask().args(["up", "--detach"]));
     assert!(
@@ -54,11 +103,14 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         "second up failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        stack(state.path())["pids"]["clickhouse"].as_u64(),
-        Some(pid),
-        "second up must reuse the running server"
-    );
+    let second = stack(state.path());
+    for (role, &p) in ["clickhouse", "central", "edge"].iter().zip(&pids) {
+        assert_eq!(
+            second["pids"][role].as_u64(),
+            Some(p),
+            "second up must reuse the running {role}"
+        );
+    }
 
     let out = run(xtask().arg("down"));
     assert!(
@@ -67,13 +119,12 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         String::from_utf8_lossy(&out.stderr)
     );
     let started = Instant::now();
-    while alive(pid) && started.elapsed() < Duration::from_secs(5) {
+    while pids.iter().any(|&p| alive(p)) && started.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        !alive(pid),
-        "clickhouse (pid {pid}) still running after down"
-    );
+    for p in &pids {
+        assert!(!alive(*p), "pid {p} still running after down");
+    }
     assert!(!hourglass_testkit::ping(&url));
     assert!(!state.path().join("stack.json").exists());
 }

@@ -22,9 +22,28 @@ const DATABASE: &str = "hourglass";
 struct Stack {
     clickhouse_url: String,
     database: String,
+    /// Where beacons go (the tracker is at `<edge_url>/js/script.js`).
+    #[serde(default)]
+    edge_url: String,
+    /// The demo site.
+    #[serde(default)]
+    site_id: String,
+    #[serde(default)]
+    site_domain: String,
+    #[serde(default)]
+    ga4_measurement_id: String,
+    #[serde(default)]
+    ga4_api_secret: String,
+    #[serde(default)]
+    segment_write_key: String,
     /// Every process `up` started, by role.
     pids: BTreeMap<String, u32>,
 }
+
+const SITE_ID: &str = "demo";
+const SITE_DOMAIN: &str = "example.com";
+const EDGE_ID: &str = "edge-1";
+const SERVER_NAME: &str = "central.hourglass.local";
 
 fn stack_file() -> PathBuf {
     hourglass_testkit::state_dir().join("stack.json")
@@ -83,9 +102,15 @@ pub fn up(detach: bool) -> Result<()> {
     write_stack(&stack)?;
 
     migrate(&stack)?;
+    services(&mut stack)?;
+    write_stack(&stack)?;
 
     println!("{}", serde_json::to_string_pretty(&stack)?);
     println!("stack file: {}", stack_file().display());
+    println!(
+        "tracker snippet:\n  <script defer data-domain=\"{}\" src=\"{}/js/script.js\"></script>",
+        stack.site_domain, stack.edge_url
+    );
     if detach {
         println!("stop it with: cargo xtask down");
         return Ok(());
@@ -114,6 +139,172 @@ fn migrate(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// A random secret, hex-encoded.
+fn secret(bytes: usize) -> Result<String> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `path` once: later `up`s keep the ports, keys and secrets.
+fn write_once(path: &std::path::Path, make: impl FnOnce() -> Result<String>) -> Result<()> {
+    if !path.exists() {
+        std::fs::write(path, make()?)?;
+    }
+    Ok(())
+}
+
+/// The binaries to run: `$HOURGLASS_BIN_DIR` (tests set it to their own
+/// target dir), else a fresh `cargo build`.
+fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("HOURGLASS_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    crate::run_cmd(crate::cargo().args([
+        "build",
+        "--quiet",
+        "--package",
+        "central-ingest",
+        "--package",
+        "edge-agent",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || hourglass_testkit::workspace_root().join("target"),
+        PathBuf::from,
+    );
+    Ok(target.join("debug"))
+}
+
+/// Central ingest and one edge, with generated certificates and the demo
+/// site; starts whichever is not running.
+fn services(stack: &mut Stack) -> Result<()> {
+    let dir = hourglass_testkit::state_dir().join("stack");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&dir)?;
+    let cert_dir = hourglass_pki::CertDir::new(&certs);
+    let now = std::time::SystemTime::now();
+    if !cert_dir.ca_cert_path().exists() {
+        cert_dir.init(now)?;
+        cert_dir.issue_server(&[SERVER_NAME, "127.0.0.1"], now)?;
+        cert_dir.issue_edge(&hourglass_pki::EdgeName::new(EDGE_ID)?, now)?;
+    }
+    let edge_name = hourglass_pki::EdgeName::new(EDGE_ID)?;
+    let port = || hourglass_testkit::free_port().map_err(anyhow::Error::from);
+
+    let central_toml = dir.join("central.toml");
+    write_once(&central_toml, || {
+        Ok(format!(
+            "ops_listen = \"127.0.0.1:{ops}\"\nquic_listen = \"127.0.0.1:{quic}\"\narchive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\n\n[warehouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\n",
+            ops = port()?,
+            quic = port()?,
+            archive = dir.join("archive").display(),
+            certs = certs.display(),
+            url = stack.clickhouse_url,
+            db = stack.database,
+        ))
+    })?;
+    let central: toml::Table = toml::from_str(&std::fs::read_to_string(&central_toml)?)?;
+    let quic = central
+        .get("quic_listen")
+        .and_then(|v| v.as_str())
+        .context("central.toml has quic_listen")?
+        .to_owned();
+
+    let sites = dir.join("sites.json");
+    write_once(&sites, || {
+        Ok(serde_json::json!({
+            "version": 1,
+            "sites": [{
+                "site_id": SITE_ID,
+                "domain": SITE_DOMAIN,
+                "allowed_hostnames": ["*"],
+                "timezone": "UTC",
+                "ga4": [{"measurement_id": "G-DEMO0001", "api_secret": secret(12)?}],
+                "segment_write_keys": [format!("wk_{}", secret(12)?)]
+            }]
+        })
+        .to_string())
+    })?;
+    write_once(&dir.join("master.key"), || secret(32))?;
+    let edge_toml = dir.join("edge.toml");
+    write_once(&edge_toml, || {
+        Ok(format!(
+            "edge_id = \"{EDGE_ID}\"\nlisten = \"127.0.0.1:{listen}\"\nops_listen = \"127.0.0.1:{ops}\"\nbuffer_dir = \"{buffer}\"\nsites_file = \"{sites}\"\nmaster_secret_file = \"{key}\"\n\n[central]\nendpoints = [\"{quic}\"]\nserver_name = \"{SERVER_NAME}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{ekey}\"\n",
+            listen = port()?,
+            ops = port()?,
+            buffer = dir.join("buffer").display(),
+            sites = sites.display(),
+            key = dir.join("master.key").display(),
+            ca = cert_dir.ca_cert_path().display(),
+            cert = cert_dir.edge_cert_path(&edge_name).display(),
+            ekey = cert_dir.edge_key_path(&edge_name).display(),
+        ))
+    })?;
+    let edge: toml::Table = toml::from_str(&std::fs::read_to_string(&edge_toml)?)?;
+    stack.edge_url = format!(
+        "http://{}",
+        edge.get("listen")
+            .and_then(|v| v.as_str())
+            .context("edge.toml has listen")?
+    );
+    let site: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sites)?)?;
+    let site = &site["sites"][0];
+    stack.site_id = SITE_ID.into();
+    stack.site_domain = SITE_DOMAIN.into();
+    stack.ga4_measurement_id = site["ga4"][0]["measurement_id"]
+        .as_str()
+        .unwrap_or_default()
+        .into();
+    stack.ga4_api_secret = site["ga4"][0]["api_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .into();
+    stack.segment_write_key = site["segment_write_keys"][0]
+        .as_str()
+        .unwrap_or_default()
+        .into();
+
+    let bins = bin_dir()?;
+    for (role, binary, config) in [
+        ("central", "central-ingest", &central_toml),
+        ("edge", "edge-agent", &edge_toml),
+    ] {
+        if stack.pids.get(role).is_some_and(|&p| alive(p)) {
+            eprintln!("xtask: {role} already running");
+            continue;
+        }
+        let log = std::fs::File::create(dir.join(format!("{role}.log")))?;
+        let child = std::process::Command::new(bins.join(binary))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env_remove("CLICKHOUSE_URL")
+            .env_remove("CLICKHOUSE_DATABASE")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bins.join(binary).display()))?;
+        stack.pids.insert(role.into(), child.id());
+        eprintln!(
+            "xtask: started {role} (pid {}), log in {}",
+            child.id(),
+            dir.join(format!("{role}.log")).display()
+        );
+    }
+    let started = Instant::now();
+    while !hourglass_testkit::http_get_ok(&format!("{}/healthz", stack.edge_url)) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the edge did not answer within 30 s; see {}",
+            dir.join("edge.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn wait_for_interrupt() -> Result<()> {
     use nix::sys::signal::{SigSet, Signal::SIGINT, Signal::SIGTERM};
     let mut set = SigSet::empty();
@@ -129,7 +320,15 @@ pub fn down() -> Result<()> {
         eprintln!("xtask: no stack file, nothing to stop");
         return Ok(());
     };
-    for (role, &pid) in &stack.pids {
+    // Edges first (they drain into central), then central, then ClickHouse.
+    let rank = |role: &str| {
+        ["edge", "central", "clickhouse"]
+            .iter()
+            .position(|r| *r == role)
+    };
+    let mut order: Vec<(&String, &u32)> = stack.pids.iter().collect();
+    order.sort_by_key(|(role, _)| rank(role));
+    for (role, &pid) in order {
         if !alive(pid) {
             continue;
         }

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use server::{ClickHouseServer, Lifetime, ServerError, free_port, http_post, ping};
+pub use server::{
+    ClickHouseServer, Lifetime, ServerError, free_port, http_get_ok, http_post, ping,
+};
 
 /// Where Hourglass keeps local state: `$HOURGLASS_STATE_DIR`, else
 /// `<workspace>/target/hourglass`.

@@ -73,6 +73,15 @@ pub fn ping(url: &str) -> bool {
     }
 }
 
+/// A `GET` answered with a 2xx status.
+pub fn http_get_ok(url: &str) -> bool {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .new_agent();
+    agent.get(url).call().is_ok()
+}
+
 /// POSTs a query to ClickHouse's HTTP interface; returns the body or the
 /// server's error text.
 pub fn http_post(url: &str, sql: &str) -> Result<String, ServerError> {
