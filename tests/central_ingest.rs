@@ -250,13 +250,12 @@ fn archived(dir: &Path) -> (usize, usize, usize) {
 
 const PER_REQUEST: usize = 100;
 
-/// (requests, events): `HOURGLASS_E2E_EVENTS=100000` for the issue's
-/// full-size run; 2,000 by default.
-fn how_many() -> (usize, usize) {
+/// (requests, events): `default` unless `HOURGLASS_E2E_EVENTS` says.
+fn how_many(default: usize) -> (usize, usize) {
     let events: usize = std::env::var("HOURGLASS_E2E_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(default);
     let requests = events.div_ceil(PER_REQUEST);
     (requests, requests * PER_REQUEST)
 }
@@ -306,7 +305,7 @@ fn post_events(url: &str, first: usize, n: usize) {
 
 #[test]
 fn an_edge_ships_into_the_archive_and_bad_batches_are_quarantined() {
-    let (requests, events_to_send) = how_many();
+    let (requests, events_to_send) = how_many(2_000);
     let tmp = tempfile::tempdir().unwrap();
     let certs_path = tmp.path().join("certs");
     let out = certs(&certs_path, &["init"]);
@@ -315,7 +314,13 @@ fn an_edge_ships_into_the_archive_and_bad_batches_are_quarantined() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let mut central = Central::start(&tmp.path().join("central"), &certs_path, None, "");
-    let edge = Edge::start(&tmp.path().join("edge"), &certs_path, central.quic, "");
+    // All of it comes from one address: no per-IP limit for this load.
+    let edge = Edge::start(
+        &tmp.path().join("edge"),
+        &certs_path,
+        central.quic,
+        "[rate_limit]\nper_ip_per_sec = 0",
+    );
 
     let sending = Instant::now();
     send_events(&edge.url, requests);
@@ -474,7 +479,8 @@ fn warehouse_counts(db: &hourglass_testkit::TestDb) -> [u64; 5] {
 
 #[test]
 fn an_edge_loads_into_clickhouse_exactly_once_and_an_interrupted_load_is_redone() {
-    let (requests, events_to_send) = how_many();
+    // The full-size run: 100,000 hits through a real edge and central.
+    let (requests, events_to_send) = how_many(100_000);
     let db = hourglass_testkit::fresh_database();
     let out = run(binary("warehouse-schema")
         .arg("migrate")
@@ -490,7 +496,13 @@ fn an_edge_loads_into_clickhouse_exactly_once_and_an_interrupted_load_is_redone(
     }
     let central_dir = tmp.path().join("central");
     let mut central = Central::start(&central_dir, &certs_path, Some(&db), "");
-    let edge = Edge::start(&tmp.path().join("edge"), &certs_path, central.quic, "");
+    // All of it comes from one address: no per-IP limit for this load.
+    let edge = Edge::start(
+        &tmp.path().join("edge"),
+        &certs_path,
+        central.quic,
+        "[rate_limit]\nper_ip_per_sec = 0",
+    );
 
     let sending = Instant::now();
     send_events(&edge.url, requests);
