@@ -10,6 +10,7 @@
 //!
 //! Must not: hold product logic. It only installs, starts, stops and calls.
 
+mod ansible;
 mod bench;
 mod install;
 mod plugins;
@@ -41,6 +42,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/.
     Plugins,
+    /// Syntax-check and lint ops/ansible, render its configs and validate them (no services).
+    AnsibleCheck,
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
         Cmd::Down => stack::down(),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Plugins => plugins::build().map(drop),
+        Cmd::AnsibleCheck => ansible::check(),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -71,6 +71,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
     // tests; the end-to-end tests in `tests/` run every workspace binary.
     step("cargo build --bins");
     run_cmd(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
+    step("cargo xtask ansible-check");
+    crate::ansible::check()?;
     step("cargo test");
     let tested = cargo_test(
         cargo()
