@@ -28,6 +28,36 @@ pub struct RawConfig {
     pub receiver: ReceiverConfig,
     pub loader: LoaderConfig,
     pub log_format: LogFormat,
+    pub api: ApiConfig,
+}
+
+/// The merchant API role (`POST /api/v1/query`, the dashboard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API in this process (off by default).
+    pub enabled: bool,
+    /// HTTP address of the API and the dashboard.
+    pub listen: String,
+    /// How long a resolved API key is cached (a revoked key works at most
+    /// this much longer).
+    pub key_cache_ttl_secs: u32,
+    /// Requests per minute per key, for keys without their own limit.
+    pub rate_limit_per_minute: u32,
+    /// Seconds an answer is reused for the same query (0: no cache).
+    pub result_cache_secs: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: false,
+            listen: "127.0.0.1:8090".into(),
+            key_cache_ttl_secs: 30,
+            rate_limit_per_minute: 600,
+            result_cache_secs: 10,
+        }
+    }
 }
 
 /// The loader role (archive → ClickHouse).
@@ -89,6 +119,7 @@ impl Default for RawConfig {
             receiver: ReceiverConfig::default(),
             loader: LoaderConfig::default(),
             log_format: LogFormat::Human,
+            api: ApiConfig::default(),
         }
     }
 }
@@ -105,6 +136,9 @@ pub struct Config {
     pub receiver: ReceiverConfig,
     pub loader: LoaderConfig,
     pub log_format: LogFormat,
+    pub api: ApiConfig,
+    /// `api.listen`, parsed (when the API is enabled).
+    pub api_listen: Option<SocketAddr>,
 }
 
 impl Validate for RawConfig {
@@ -142,6 +176,17 @@ impl Validate for RawConfig {
         if self.loader.max_rows == 0 {
             problems.push(Problem::new("loader.max_rows", "must be at least 1"));
         }
+        let api_listen = if self.api.enabled {
+            hourglass_svc::parse_addr("api.listen", &self.api.listen, &mut problems)
+        } else {
+            None
+        };
+        if self.api.enabled && self.api.rate_limit_per_minute == 0 {
+            problems.push(Problem::new(
+                "api.rate_limit_per_minute",
+                "must be at least 1",
+            ));
+        }
         match (ops_listen, quic_listen) {
             (Some(ops_listen), Some(quic_listen)) if problems.is_empty() => Ok(Config {
                 warehouse: self.warehouse.clone(),
@@ -154,6 +199,8 @@ impl Validate for RawConfig {
                 receiver: self.receiver.clone(),
                 loader: self.loader.clone(),
                 log_format: self.log_format,
+                api: self.api.clone(),
+                api_listen,
             }),
             _ => Err(problems),
         }

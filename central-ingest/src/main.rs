@@ -1,8 +1,11 @@
 //! `central-ingest`: the central tier. Today it receives batches from
 //! edges over QUIC, archives them and loads them into ClickHouse exactly
 //! once (`serve`), and manages the project CA and edge certificates
-//! (`certs`). The merchant API is not built yet.
+//! (`certs`). With `[api] enabled`, `serve` also answers the merchant
+//! stats API and serves the dashboard; `admin` manages merchants, sites
+//! and API keys.
 
+mod api;
 mod certs;
 mod config;
 mod loader;
@@ -30,13 +33,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the receiver (QUIC → archive) and the loader (archive → ClickHouse).
-    /// The merchant API is not built yet.
+    /// Run the receiver (QUIC → archive), the loader (archive → ClickHouse)
+    /// and, with `[api] enabled`, the merchant API and dashboard.
     Serve,
     /// Validate the configuration and print every problem.
     CheckConfig,
     /// Manage the project CA and edge certificates.
     Certs(CertsArgs),
+    /// Manage merchants, sites and API keys (in the warehouse).
+    Admin(api::admin::AdminArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         ) as u8),
         Cmd::Serve => serve(cli.config),
         Cmd::Certs(args) => certs(cli.config, args),
+        Cmd::Admin(args) => api::admin::run(cli.config.as_deref(), args),
     }
 }
 

@@ -42,6 +42,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
+    let api = match config.api_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on api.listen {addr}"))?;
+            let settings = crate::api::ApiSettings {
+                key_cache_ttl: Duration::from_secs(u64::from(config.api.key_cache_ttl_secs)),
+                result_cache_ttl: Duration::from_secs(u64::from(config.api.result_cache_secs)),
+                default_rate_limit_per_minute: std::num::NonZeroU32::new(
+                    config.api.rate_limit_per_minute,
+                )
+                .unwrap_or(std::num::NonZeroU32::MIN),
+            };
+            let api = crate::api::Api::new(
+                Warehouse::new(&config.warehouse)?,
+                &settings,
+                &metrics.registry,
+            );
+            tracing::info!(api = %addr, "merchant API on");
+            Some(tokio::spawn(crate::api::serve(
+                listener,
+                Arc::new(api),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+
     tokio::spawn(reload_crl(
         config.crl_reload,
         endpoint.clone(),
@@ -98,6 +126,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = exported.await;
     if let Some(loader) = loader {
         let _ = loader.await;
+    }
+    if let Some(api) = api {
+        let _ = api.await;
     }
     tracing::info!(totals = ?stats.snapshot(), "transport totals");
     tracing::info!("central-ingest stopped");

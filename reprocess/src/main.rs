@@ -1,7 +1,15 @@
-//! `reprocess --range`: will rerun the processing pipeline with a chosen
-//! plugin set over archived raw batches and swap each day partition in
-//! atomically. Today it validates its configuration and its arguments; the
-//! run itself says it is not built yet.
+//! `reprocess --range`: reruns the processing pipeline, with a chosen
+//! plugin set, over the archived raw hits of an event-time range and swaps
+//! each touched UTC day partition into the warehouse (`events` and every
+//! rollup) with `REPLACE PARTITION`. See `run.rs` for how a day goes and
+//! the rule that keeps batches the loader loads meanwhile.
+//!
+//! Exit codes: 0 done (or dry run done), 1 failed (what was swapped stays
+//! swapped and checkpointed; a rerun goes on from there), 2 usage or
+//! configuration error.
+
+mod range;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,26 +32,102 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
-    /// Event-time range, e.g. `2026-11-01T00..2026-11-03T00`.
+    /// Event-time range of UTC hours, end exclusive, e.g.
+    /// `2026-11-01T00..2026-11-03T00`.
     #[arg(long, required_unless_present = "check_config")]
     range: Option<String>,
-    /// Only this site.
+    /// Only this site (other sites' rows of the touched days are kept).
     #[arg(long)]
     site: Option<String>,
-    /// Plugin set version to run (default: each site's active set).
+    /// A TOML file with `plugin_set = "…"` and `[[plugins]]` (the edge's
+    /// shape) to run instead of the config's own plugin set.
     #[arg(long)]
-    plugins: Option<String>,
-    /// Show what would change without swapping anything.
+    plugins: Option<PathBuf>,
+    /// Build staging and print the before/after summary without swapping.
     #[arg(long)]
     dry_run: bool,
 }
 
+/// One WASM plugin of the chain: the same shape as the edge's
+/// `[[plugins]]` (duplicated from `edge-agent/src/config.rs`, which is a
+/// binary's private module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: String,
+    /// The component (`.wasm`).
+    pub path: PathBuf,
+    /// Passed to the plugin's `init` as is.
+    #[serde(default)]
+    pub config: String,
+    /// A data file passed to `init`.
+    #[serde(default)]
+    pub data_file: Option<PathBuf>,
+    /// `skip-plugin` (default) or `reject-batch`.
+    #[serde(default = "skip_plugin")]
+    pub on_failure: String,
+}
+
+fn skip_plugin() -> String {
+    "skip-plugin".into()
+}
+
+/// A plugin set: its version label and its chain, in order. The top level
+/// of the config, or the file `--plugins` names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSet {
+    pub plugin_set: String,
+    pub plugins: Vec<PluginConfig>,
+}
+
+impl PluginSet {
+    fn problems(&self, prefix: &str, problems: &mut Vec<Problem>) {
+        for (i, p) in self.plugins.iter().enumerate() {
+            if p.name.is_empty() {
+                problems.push(Problem::new(
+                    format!("{prefix}plugins[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if p.on_failure
+                .parse::<hourglass_plugin_host::FailurePolicy>()
+                .is_err()
+            {
+                problems.push(Problem::new(
+                    format!("{prefix}plugins[{i}].on_failure"),
+                    "must be skip-plugin or reject-batch",
+                ));
+            }
+        }
+        if !self.plugins.is_empty() && (self.plugin_set.is_empty() || self.plugin_set == "none") {
+            problems.push(Problem::new(
+                format!("{prefix}plugin_set"),
+                "name the version of the plugin set (it is recorded in every row)",
+            ));
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct RawConfig {
-    warehouse: WarehouseConfig,
+pub struct RawConfig {
+    pub warehouse: WarehouseConfig,
     /// Local directory of the batch archive.
-    archive_dir: PathBuf,
+    pub archive_dir: PathBuf,
+    /// JSON site directory, as the edges use it.
+    pub sites_file: PathBuf,
+    /// The identity master secret the edges share.
+    pub master_secret_file: PathBuf,
+    /// Checkpoints (one JSON file per swapped day partition).
+    pub state_dir: PathBuf,
+    /// How far event time may lag receive time (the edge accepts 72 h).
+    pub max_lateness_hours: u32,
+    /// How long to wait for an in-flight load of a day before giving up.
+    pub wait_for_loads_secs: u64,
+    /// Version label of the plugin set below.
+    pub plugin_set: String,
+    pub plugins: Vec<PluginConfig>,
 }
 
 impl Default for RawConfig {
@@ -51,6 +135,13 @@ impl Default for RawConfig {
         RawConfig {
             warehouse: WarehouseConfig::default(),
             archive_dir: PathBuf::from("data/archive"),
+            sites_file: PathBuf::from("sites.json"),
+            master_secret_file: PathBuf::from("master.key"),
+            state_dir: PathBuf::from("data/reprocess"),
+            max_lateness_hours: 72,
+            wait_for_loads_secs: 120,
+            plugin_set: "none".into(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -62,12 +153,21 @@ impl Validate for RawConfig {
         if let Err(e) = self.warehouse.validate() {
             problems.push(Problem::new("warehouse", e.to_string()));
         }
-        if self.archive_dir.as_os_str().is_empty() {
-            problems.push(Problem::new(
-                "archive_dir",
-                "must be set to the batch archive directory",
-            ));
+        for (key, path) in [
+            ("archive_dir", &self.archive_dir),
+            ("sites_file", &self.sites_file),
+            ("master_secret_file", &self.master_secret_file),
+            ("state_dir", &self.state_dir),
+        ] {
+            if path.as_os_str().is_empty() {
+                problems.push(Problem::new(key, "must not be empty"));
+            }
         }
+        PluginSet {
+            plugin_set: self.plugin_set.clone(),
+            plugins: self.plugins.clone(),
+        }
+        .problems("", &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -83,5 +183,70 @@ fn main() -> ExitCode {
             hourglass_svc::config::check::<RawConfig>(cli.config.as_deref()) as u8,
         );
     }
-    hourglass_svc::not_built("reprocess --range")
+    let config = match hourglass_svc::config::load::<RawConfig>(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage(&e.to_string()),
+    };
+    if let Err(problems) = config.validate() {
+        return usage(&hourglass_svc::config::ConfigError::Invalid(problems).to_string());
+    }
+    let Some(range) = cli.range.as_deref() else {
+        return usage("--range is required");
+    };
+    let range = match range::Range::parse(range) {
+        Ok(r) => r,
+        Err(e) => return usage(&e),
+    };
+    let plugins = match &cli.plugins {
+        None => PluginSet {
+            plugin_set: config.plugin_set.clone(),
+            plugins: config.plugins.clone(),
+        },
+        Some(file) => match load_plugin_set(file) {
+            Ok(set) => set,
+            Err(e) => return usage(&e),
+        },
+    };
+    let args = run::Args {
+        range,
+        site: cli.site.unwrap_or_default(),
+        plugins,
+        dry_run: cli.dry_run,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reprocess: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(config, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reprocess: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("reprocess: {message}");
+    ExitCode::from(2)
+}
+
+fn load_plugin_set(file: &std::path::Path) -> Result<PluginSet, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read plugin set {}: {e}", file.display()))?;
+    let set: PluginSet =
+        toml::from_str(&text).map_err(|e| format!("plugin set {}: {e}", file.display()))?;
+    let mut problems = Vec::new();
+    set.problems("--plugins: ", &mut problems);
+    if let Some(p) = problems.first() {
+        return Err(format!("{p}"));
+    }
+    Ok(set)
 }

@@ -14,12 +14,6 @@ pub mod shutdown;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-/// What a subcommand that does not exist yet does: say so, exit 2.
-pub fn not_built(command: &str) -> ExitCode {
-    eprintln!("`{command}` is not built yet in this release of Hourglass");
-    ExitCode::from(2)
-}
-
 /// Parses a listen address, recording a problem under `key` when it is not one.
 pub fn parse_addr(
     key: &str,

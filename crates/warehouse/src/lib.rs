@@ -31,8 +31,10 @@ mod error;
 mod event_row;
 mod ident;
 mod loads;
+pub mod metadata;
 pub mod query;
 mod reconcile;
+mod reprocess;
 mod warehouse;
 
 pub use catalog::{AppliedMigration, ColumnInfo, TableInfo};
@@ -43,4 +45,5 @@ pub use ident::{is_identifier, validate_identifier};
 pub use loads::{LoadEntry, LoadStatus};
 pub use query::{Query, QueryResult, Source, plan, plan_from};
 pub use reconcile::{HourlyCounts, HourlyRollup, SessionCounts, TimeRange};
+pub use reprocess::{DAY_TABLES, DaySummary, Selection};
 pub use warehouse::Warehouse;

@@ -1,0 +1,386 @@
+//! The merchant API role of `central-ingest serve` (`[api]` in the config)
+//! and the `admin` commands that manage what it serves.
+//!
+//! - `POST /api/v1/query`: a stats query (Plausible Stats API v2 shape,
+//!   see [`hourglass_warehouse::Query`]) with `Authorization: Bearer KEY`.
+//!   `site_id` is the site's domain. A key that may not read that site
+//!   gets exactly the answer an unknown site gets (`404 {"error": "site
+//!   not found"}`), so keys cannot probe which domains exist.
+//! - `GET /api/v1/openapi.json`: the OpenAPI 3 document of the above.
+//! - `GET /dashboard`: one static page that calls the query endpoint.
+//!
+//! Keys are resolved through a short in-memory cache and rate-limited per
+//! key ([`keys`]); answers are reused for the same query for
+//! `result_cache_secs` (the rate limit still counts them); every answer is counted in
+//! `hourglass_central_api_requests_total{status}`.
+
+pub mod admin;
+mod keys;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use hourglass_warehouse::query::{QueryError, QueryRunError};
+use hourglass_warehouse::{Query, Warehouse};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prometheus::{IntCounterVec, Registry};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use keys::Keys;
+
+/// The dashboard page (no build step: plain HTML, CSS and JS).
+pub const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+/// The hand-written OpenAPI 3 document of the query endpoint.
+pub const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
+
+/// Largest query body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The API's settings, from `[api]`.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub key_cache_ttl: Duration,
+    /// How long an answer is reused for the same query of the same site
+    /// (zero: never).
+    pub result_cache_ttl: Duration,
+    pub default_rate_limit_per_minute: NonZeroU32,
+}
+
+/// The API's shared state.
+pub struct Api {
+    warehouse: Warehouse,
+    keys: Keys,
+    results: ResultCache,
+    requests: IntCounterVec,
+}
+
+impl Api {
+    pub fn new(warehouse: Warehouse, settings: &ApiSettings, registry: &Registry) -> Self {
+        Api {
+            keys: Keys::new(
+                warehouse.clone(),
+                settings.key_cache_ttl,
+                settings.default_rate_limit_per_minute,
+            ),
+            warehouse,
+            results: ResultCache::new(settings.result_cache_ttl),
+            requests: hourglass_svc::metrics::counter_vec(
+                registry,
+                "hourglass_central_api_requests_total",
+                "Merchant API requests answered, by HTTP status.",
+                "status",
+            ),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let response = self.route(req).await;
+        self.requests
+            .with_label_values(&[response.status().as_str()])
+            .inc();
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::POST, "/api/v1/query") => self.query(req).await,
+            (&Method::GET, "/api/v1/openapi.json") => {
+                body(StatusCode::OK, "application/json", OPENAPI_JSON)
+            }
+            (&Method::GET, "/dashboard" | "/dashboard/") => {
+                body(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD_HTML)
+            }
+            (&Method::GET, "/") => {
+                let mut r = body(StatusCode::FOUND, "text/plain", "see /dashboard\n");
+                r.headers_mut()
+                    .insert("location", HeaderValue::from_static("/dashboard"));
+                r
+            }
+            (_, "/api/v1/query" | "/api/v1/openapi.json" | "/dashboard") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    async fn query(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(key) = bearer(&req) else {
+            return unauthorized();
+        };
+        let grant = match self.keys.resolve(&key).await {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return unauthorized(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve an API key");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+            }
+        };
+        if let Err(wait) = self.keys.check_rate(&grant) {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return r;
+        }
+        let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return invalid(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "",
+                    &format!("the body must be JSON of at most {MAX_BODY_BYTES} bytes"),
+                );
+            }
+        };
+        let raw: Value = match serde_json::from_slice(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                return invalid(
+                    StatusCode::BAD_REQUEST,
+                    "",
+                    "the body must be a JSON object",
+                );
+            }
+            Err(e) => {
+                return invalid(
+                    StatusCode::BAD_REQUEST,
+                    "",
+                    &format!("the body is not JSON: {e}"),
+                );
+            }
+        };
+        let Some(domain) = raw.get("site_id").and_then(Value::as_str) else {
+            return invalid(
+                StatusCode::BAD_REQUEST,
+                "site_id",
+                "required: the site's domain, e.g. \"example.com\"",
+            );
+        };
+        // The same answer for "no such site" and "not yours".
+        let Some(site) = grant.site_by_domain(domain) else {
+            return error(StatusCode::NOT_FOUND, "site not found");
+        };
+        let mut query: Query = match serde_json::from_value(raw.clone()) {
+            Ok(q) => q,
+            Err(e) => {
+                let message = e.to_string();
+                let path = field_in(&message).unwrap_or_default();
+                return invalid(StatusCode::BAD_REQUEST, &path, &message);
+            }
+        };
+        query.site_id = site.site_id.clone();
+        if raw.get("timezone").is_none() && !site.timezone.is_empty() {
+            query.timezone = site.timezone.clone();
+        }
+        let cache_key = serde_json::to_string(&query).unwrap_or_default();
+        if let Some(hit) = self.results.get(&cache_key) {
+            return body(StatusCode::OK, "application/json", hit);
+        }
+        match self.warehouse.query(&query, SystemTime::now()).await {
+            Ok(result) => {
+                query.site_id = domain.to_owned();
+                let out = json!({
+                    "results": result.results,
+                    "meta": result.meta,
+                    "query": query,
+                })
+                .to_string();
+                self.results.put(cache_key, out.clone());
+                body(StatusCode::OK, "application/json", out)
+            }
+            Err(QueryRunError::Query(QueryError::Invalid { path, message })) => {
+                invalid(StatusCode::BAD_REQUEST, &path, &message)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, site = %site.site_id, "query failed");
+                error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+            }
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown`, then lets open
+/// connections finish (up to 10 s).
+pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "API accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        let service = service_fn(move |req| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("API connections still open after 10 s; closing");
+        }
+    }
+}
+
+/// Recent answers by query (with the site's internal id), so a dashboard
+/// reloaded by many viewers asks the warehouse once per TTL.
+struct ResultCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl ResultCache {
+    /// Entries kept at most; past this, expired ones are dropped, then all.
+    const MAX_ENTRIES: usize = 1000;
+
+    fn new(ttl: Duration) -> Self {
+        ResultCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, body)| body.clone())
+    }
+
+    fn put(&self, key: String, body: String) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= Self::MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), body));
+    }
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| key.to_owned())
+}
+
+/// The field a serde error names (`unknown field `x``, `missing field
+/// `metrics``), as a path.
+fn field_in(message: &str) -> Option<String> {
+    let rest = message.split_once("field `")?.1;
+    Some(rest.split_once('`')?.0.to_owned())
+}
+
+fn body(
+    status: StatusCode,
+    content_type: &'static str,
+    text: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(text.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    body(
+        status,
+        "application/json",
+        json!({ "error": message }).to_string(),
+    )
+}
+
+fn invalid(status: StatusCode, path: &str, message: &str) -> Response<Full<Bytes>> {
+    body(
+        status,
+        "application/json",
+        json!({ "error": message, "path": path }).to_string(),
+    )
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or invalid API key");
+    r.headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_is_json_and_names_the_query_endpoint() {
+        let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(doc["paths"]["/api/v1/query"]["post"].is_object());
+    }
+
+    #[test]
+    fn the_result_cache_expires_and_can_be_off() {
+        let cache = ResultCache::new(Duration::from_millis(50));
+        cache.put("q".into(), "a".into());
+        assert_eq!(cache.get("q").as_deref(), Some("a"));
+        assert_eq!(cache.get("other"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get("q"), None);
+        let off = ResultCache::new(Duration::ZERO);
+        off.put("q".into(), "a".into());
+        assert_eq!(off.get("q"), None);
+    }
+
+    #[test]
+    fn serde_errors_name_their_field() {
+        assert_eq!(
+            field_in("missing field `metrics` at line 1 column 2").as_deref(),
+            Some("metrics")
+        );
+        assert_eq!(field_in("expected a string").as_deref(), None);
+    }
+}

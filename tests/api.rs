@@ -1,0 +1,522 @@
+//! The merchant API end to end: `central-ingest admin` makes a merchant,
+//! sites and keys in a real ClickHouse; a real `central-ingest serve` with
+//! `[api]` on answers `POST /api/v1/query` from known events, hides other
+//! merchants' sites behind the same 404 as unknown ones, names the path of
+//! an invalid query, rate-limits per key, and serves the dashboard and the
+//! OpenAPI document.
+
+use std::path::Path;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use hourglass_e2e::{binary, run};
+use hourglass_model::{BatchId, Event};
+use hourglass_testkit::TestDb;
+use hourglass_warehouse::{Warehouse, WarehouseConfig};
+use serde_json::{Value, json};
+
+/// 2026-03-01T00:00:00Z.
+const MARCH_1: i64 = 1_772_323_200;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `central-ingest admin ARGS` against `db`; asserts success and
+/// returns the `name: value` lines.
+fn admin(db: &TestDb, args: &[&str]) -> Vec<(String, String)> {
+    let out = admin_raw(db, args);
+    assert_eq!(out.status.code(), Some(0), "admin {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn admin_raw(db: &TestDb, args: &[&str]) -> Output {
+    run(binary("central-ingest")
+        .arg("admin")
+        .args(args)
+        .env("CLICKHOUSE_URL", &db.url)
+        .env("CLICKHOUSE_DATABASE", &db.name)
+        .env_remove("HOURGLASS_CONFIG"))
+}
+
+fn field(lines: &[(String, String)], name: &str) -> String {
+    lines
+        .iter()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+        .1
+        .clone()
+}
+
+/// A running `central-ingest serve` with the API on, loader off.
+struct Central {
+    dir: std::path::PathBuf,
+    api_url: String,
+    ops_url: String,
+    child: Child,
+}
+
+impl Central {
+    fn start(dir: &Path, db: &TestDb) -> Central {
+        let certs = dir.join("certs");
+        for args in [&["init"][..], &["issue-server", "localhost"][..]] {
+            let out = run(binary("central-ingest")
+                .arg("certs")
+                .arg("--dir")
+                .arg(&certs)
+                .args(args));
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
+        let port = || hourglass_testkit::free_port().unwrap();
+        let (quic, ops, api) = (port(), port(), port());
+        let config = dir.join("central.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "quic_listen = \"127.0.0.1:{quic}\"\nops_listen = \"127.0.0.1:{ops}\"\n\
+                 archive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\n\
+                 [loader]\nenabled = false\n\
+                 [api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\nkey_cache_ttl_secs = 1\n",
+                archive = dir.join("archive").display(),
+                certs = certs.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("central.log")).unwrap();
+        let child = binary("central-ingest")
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("CLICKHOUSE_URL", &db.url)
+            .env("CLICKHOUSE_DATABASE", &db.name)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut central = Central {
+            dir: dir.to_path_buf(),
+            api_url: format!("http://127.0.0.1:{api}"),
+            ops_url: format!("http://127.0.0.1:{ops}"),
+            child,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = ureq::get(&format!("{}/api/v1/openapi.json", central.api_url)).call()
+                && r.status() == 200
+            {
+                return central;
+            }
+            if let Ok(Some(status)) = central.child.try_wait() {
+                panic!("central-ingest exited with {status}:\n{}", central.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "central-ingest API did not start:\n{}",
+                central.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("central.log")).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.ops_url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+}
+
+fn post(api_url: &str, key: Option<&str>, body: &str) -> Answer {
+    let mut req = agent()
+        .post(&format!("{api_url}/api/v1/query"))
+        .header("Content-Type", "application/json");
+    if let Some(key) = key {
+        req = req.header("Authorization", &format!("Bearer {key}"));
+    }
+    let mut r = req.send(body).unwrap();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = r.body_mut().read_to_string().unwrap();
+    Answer {
+        status: r.status().as_u16(),
+        retry_after,
+        body: serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+    }
+}
+
+/// Counts as plain numbers, per row: (dimensions, metrics).
+fn rows(body: &Value) -> Vec<(Vec<String>, Vec<u64>)> {
+    body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {body}"))
+        .iter()
+        .map(|r| {
+            let dims = r["dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().to_owned())
+                .collect();
+            let metrics = r["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_u64().unwrap())
+                .collect();
+            (dims, metrics)
+        })
+        .collect()
+}
+
+fn event(site: &str, visitor: u64, session: u64, offset_s: i64, page: &str) -> Event {
+    Event {
+        ts_ms: (MARCH_1 + offset_s) * 1000,
+        received_at_ms: (MARCH_1 + offset_s) * 1000,
+        site_id: site.into(),
+        name: "pageview".into(),
+        visitor_id: visitor,
+        session_id: session,
+        hostname: "shop.example".into(),
+        pathname: page.into(),
+        interactive: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn admin_cli_keys_query_limits_and_dashboard() {
+    let db = hourglass_testkit::fresh_database();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wh = Warehouse::new(&WarehouseConfig {
+        url: db.url.clone(),
+        database: db.name.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+
+    // Admin CLI: two merchants, a site each, keys.
+    let m1 = field(&admin(&db, &["merchant", "add", "Shop One"]), "merchant_id");
+    let m2 = field(&admin(&db, &["merchant", "add", "Blog Two"]), "merchant_id");
+    assert_ne!(m1, m2);
+    let site_a = admin(
+        &db,
+        &[
+            "site",
+            "add",
+            "--merchant",
+            &m1,
+            "--domain",
+            "shop.example",
+            "--timezone",
+            "UTC",
+        ],
+    );
+    let site_a_id = field(&site_a, "site_id");
+    assert_eq!(field(&site_a, "domain"), "shop.example");
+    let site_b_id = field(
+        &admin(
+            &db,
+            &[
+                "site",
+                "add",
+                "--merchant",
+                &m2,
+                "--domain",
+                "blog.example",
+                "--timezone",
+                "Europe/Berlin",
+            ],
+        ),
+        "site_id",
+    );
+    // Refusals: unknown merchant, bad zone, a taken domain.
+    for args in [
+        &[
+            "site",
+            "add",
+            "--merchant",
+            "m_nobody",
+            "--domain",
+            "x.example",
+        ][..],
+        &[
+            "site",
+            "add",
+            "--merchant",
+            &m1,
+            "--domain",
+            "y.example",
+            "--timezone",
+            "Mars/Base",
+        ],
+        &["site", "add", "--merchant", &m2, "--domain", "shop.example"],
+        &["key", "create", "--merchant", &m1, "--site", &site_b_id],
+    ] {
+        let out = admin_raw(&db, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+    }
+    let created = admin(&db, &["key", "create", "--merchant", &m1]);
+    let key_a = field(&created, "key");
+    assert!(key_a.starts_with("hgk_"), "{key_a}");
+    assert!(key_a.starts_with(&field(&created, "key_prefix")));
+    // Only the hash is stored.
+    let stored = db
+        .query("SELECT key_hash, key_prefix FROM api_keys FORMAT TSV")
+        .unwrap();
+    assert!(!stored.contains(&key_a), "{stored}");
+    assert!(stored.contains(&field(&created, "key_hash")), "{stored}");
+    let key_b = field(&admin(&db, &["key", "create", "--merchant", &m2]), "key");
+    let flood_key = field(
+        &admin(
+            &db,
+            &[
+                "key",
+                "create",
+                "--merchant",
+                &m1,
+                "--site",
+                &site_a_id,
+                "--rate-limit",
+                "3",
+            ],
+        ),
+        "key",
+    );
+
+    // Known events: on shop.example 3 visitors, 4 visits, 5 pageviews.
+    let events = vec![
+        event(&site_a_id, 1, 11, 10 * 3600, "/"),
+        event(&site_a_id, 1, 11, 10 * 3600 + 60, "/pricing"),
+        event(&site_a_id, 2, 21, 11 * 3600, "/"),
+        event(&site_a_id, 1, 12, 86_400 + 9 * 3600, "/"),
+        event(&site_a_id, 3, 31, 86_400 + 12 * 3600, "/docs"),
+        event(&site_b_id, 9, 91, 10 * 3600, "/"),
+    ];
+    let batch = BatchId {
+        edge_id: "edge-api".into(),
+        seq: 1,
+    };
+    rt.block_on(wh.insert_events(&batch, "ps", &events))
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::start(tmp.path(), &db);
+    let url = central.api_url.as_str();
+    let totals = |site: &str| {
+        json!({
+            "site_id": site,
+            "metrics": ["visitors", "visits", "pageviews"],
+            "date_range": ["2026-03-01", "2026-03-02"],
+        })
+        .to_string()
+    };
+
+    // The key reads its site: known counts, by page too.
+    let a = post(url, Some(&key_a), &totals("shop.example"));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(rows(&a.body), vec![(vec![], vec![3, 4, 5])]);
+    assert_eq!(a.body["meta"]["sampling"], "none");
+    assert!(a.body["meta"]["source"].is_string(), "{}", a.body);
+    assert_eq!(a.body["query"]["site_id"], "shop.example");
+    let pages = post(
+        url,
+        Some(&key_a),
+        &json!({
+            "site_id": "shop.example",
+            "metrics": ["pageviews"],
+            "date_range": ["2026-03-01", "2026-03-02"],
+            "dimensions": ["event:page"],
+            "order_by": [["pageviews", "desc"], ["event:page", "asc"]],
+        })
+        .to_string(),
+    );
+    assert_eq!(pages.status, 200, "{}", pages.body);
+    assert_eq!(
+        rows(&pages.body),
+        vec![
+            (vec!["/".to_owned()], vec![3]),
+            (vec!["/docs".to_owned()], vec![1]),
+            (vec!["/pricing".to_owned()], vec![1]),
+        ]
+    );
+    // The queries the dashboard makes: a time series, a top-10 table
+    // with a clicked filter, the session totals.
+    let range = json!(["2026-03-01", "2026-03-02"]);
+    for (q, want_rows) in [
+        (
+            json!({"metrics": ["visitors", "pageviews"], "dimensions": ["time:day"],
+                   "order_by": [["time:day", "asc"]]}),
+            2,
+        ),
+        (
+            json!({"metrics": ["visitors"], "dimensions": ["visit:country"],
+                   "order_by": [["visitors", "desc"]], "pagination": {"limit": 10},
+                   "filters": [["is", "event:page", ["/"]]]}),
+            1,
+        ),
+        (json!({"metrics": ["bounce_rate", "visit_duration"]}), 1),
+        // Realtime: the last 30 minutes as a datetime range.
+        (
+            json!({"metrics": ["visitors"],
+                   "date_range": ["2026-03-01T09:45:00Z", "2026-03-01T10:15:00Z"]}),
+            1,
+        ),
+    ] {
+        let mut q = q;
+        q["site_id"] = json!("shop.example");
+        if q.get("date_range").is_none() {
+            q["date_range"] = range.clone();
+        }
+        let r = post(url, Some(&key_a), &q.to_string());
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        assert_eq!(
+            r.body["results"].as_array().unwrap().len(),
+            want_rows,
+            "{q}: {}",
+            r.body
+        );
+    }
+    // The other merchant's key sees only its own site.
+    let b = post(url, Some(&key_b), &totals("blog.example"));
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(rows(&b.body), vec![(vec![], vec![1, 1, 1])]);
+
+    // Not yours and does not exist: the same 404.
+    let not_yours = post(url, Some(&key_a), &totals("blog.example"));
+    let unknown = post(url, Some(&key_a), &totals("nowhere.example"));
+    assert_eq!(not_yours.status, 404);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(not_yours.body, json!({"error": "site not found"}));
+    assert_eq!(not_yours.body, unknown.body);
+
+    // Invalid queries: 400 naming the path.
+    let bad = post(
+        url,
+        Some(&key_a),
+        &json!({
+            "site_id": "shop.example",
+            "metrics": ["visitors", "bogus"],
+            "date_range": "7d",
+        })
+        .to_string(),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.body["path"], "metrics[1]", "{}", bad.body);
+    assert!(bad.body["error"].is_string());
+    let no_metrics = post(
+        url,
+        Some(&key_a),
+        r#"{"site_id": "shop.example", "date_range": "7d"}"#,
+    );
+    assert_eq!(no_metrics.status, 400, "{}", no_metrics.body);
+    assert_eq!(no_metrics.body["path"], "metrics", "{}", no_metrics.body);
+    let not_json = post(url, Some(&key_a), "{nope");
+    assert_eq!(not_json.status, 400, "{}", not_json.body);
+
+    // No key, or an unknown one: 401.
+    assert_eq!(post(url, None, &totals("shop.example")).status, 401);
+    assert_eq!(
+        post(url, Some("hgk_made_up"), &totals("shop.example")).status,
+        401
+    );
+
+    // A flood: 3 per minute, then 429 with Retry-After.
+    let answers: Vec<Answer> = (0..6)
+        .map(|_| post(url, Some(&flood_key), &totals("shop.example")))
+        .collect();
+    assert_eq!(answers[0].status, 200, "{}", answers[0].body);
+    let limited = answers
+        .iter()
+        .find(|a| a.status == 429)
+        .expect("a flood is limited");
+    let wait: u64 = limited
+        .retry_after
+        .as_deref()
+        .expect("429 has Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(limited.body, json!({"error": "rate limit exceeded"}));
+    // Other keys are not affected.
+    assert_eq!(post(url, Some(&key_a), &totals("shop.example")).status, 200);
+
+    // Revoked: 401 once the cache entry (1 s here) expires.
+    let revoked = admin(&db, &["key", "revoke", &field(&created, "key_prefix")]);
+    assert_eq!(field(&revoked, "key_hash"), field(&created, "key_hash"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(post(url, Some(&key_a), &totals("shop.example")).status, 401);
+    let again = admin_raw(&db, &["key", "revoke", &field(&created, "key_prefix")]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+    // The dashboard and the OpenAPI document.
+    let mut dash = agent().get(&format!("{url}/dashboard")).call().unwrap();
+    assert_eq!(dash.status(), 200);
+    assert!(
+        dash.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = dash.body_mut().read_to_string().unwrap();
+    assert!(html.contains("/api/v1/query"), "{html}");
+    let doc: Value = serde_json::from_str(
+        &agent()
+            .get(&format!("{url}/api/v1/openapi.json"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .expect("the OpenAPI document is JSON");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/api/v1/query"]["post"].is_object());
+
+    let metrics = central.metrics();
+    for status in ["200", "400", "401", "404", "429"] {
+        let sample = format!("hourglass_central_api_requests_total{{status=\"{status}\"}}");
+        assert!(metrics.contains(&sample), "{sample} missing:\n{metrics}");
+    }
+}
