@@ -97,6 +97,17 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // The merchant API answers for the demo site with the demo key.
+    let api = first["api_url"].as_str().unwrap();
+    let key = first["api_key"].as_str().unwrap();
+    let mut answer = ureq::post(&format!("{api}/api/v1/query"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .send(r#"{"site_id":"example.com","metrics":["pageviews"],"date_range":"all"}"#)
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(answer["results"][0]["metrics"][0], 1, "{answer}");
+
     let out = run(xtask().args(["up", "--detach"]));
     assert!(
         out.status.success(),

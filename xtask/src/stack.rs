@@ -36,6 +36,12 @@ struct Stack {
     ga4_api_secret: String,
     #[serde(default)]
     segment_write_key: String,
+    /// The merchant API and dashboard (`<api_url>/dashboard#key=<api_key>`).
+    #[serde(default)]
+    api_url: String,
+    /// A key of the demo merchant (shown once by `admin key create`).
+    #[serde(default)]
+    api_key: String,
     /// Every process `up` started, by role.
     pids: BTreeMap<String, u32>,
 }
@@ -107,6 +113,10 @@ pub fn up(detach: bool) -> Result<()> {
 
     println!("{}", serde_json::to_string_pretty(&stack)?);
     println!("stack file: {}", stack_file().display());
+    println!(
+        "dashboard: {}/dashboard?site={}#key={}",
+        stack.api_url, stack.site_domain, stack.api_key
+    );
     println!(
         "tracker snippet:\n  <script defer data-domain=\"{}\" src=\"{}/js/script.js\"></script>",
         stack.site_domain, stack.edge_url
@@ -195,9 +205,10 @@ fn services(stack: &mut Stack) -> Result<()> {
     let central_toml = dir.join("central.toml");
     write_once(&central_toml, || {
         Ok(format!(
-            "ops_listen = \"127.0.0.1:{ops}\"\nquic_listen = \"127.0.0.1:{quic}\"\narchive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\n\n[warehouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\n",
+            "ops_listen = \"127.0.0.1:{ops}\"\nquic_listen = \"127.0.0.1:{quic}\"\narchive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\n\n[warehouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\n\n[api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\n",
             ops = port()?,
             quic = port()?,
+            api = port()?,
             archive = dir.join("archive").display(),
             certs = certs.display(),
             url = stack.clickhouse_url,
@@ -205,6 +216,14 @@ fn services(stack: &mut Stack) -> Result<()> {
         ))
     })?;
     let central: toml::Table = toml::from_str(&std::fs::read_to_string(&central_toml)?)?;
+    stack.api_url = format!(
+        "http://{}",
+        central
+            .get("api")
+            .and_then(|a| a.get("listen"))
+            .and_then(|v| v.as_str())
+            .context("central.toml has [api] listen")?
+    );
     let quic = central
         .get("quic_listen")
         .and_then(|v| v.as_str())
@@ -266,6 +285,9 @@ fn services(stack: &mut Stack) -> Result<()> {
         .into();
 
     let bins = bin_dir()?;
+    if stack.api_key.is_empty() {
+        demo_merchant(stack, &bins.join("central-ingest"), &central_toml)?;
+    }
     for (role, binary, config) in [
         ("central", "central-ingest", &central_toml),
         ("edge", "edge-agent", &edge_toml),
@@ -302,6 +324,55 @@ fn services(stack: &mut Stack) -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
+}
+
+/// The demo merchant, its site (the edge's demo site id) and an API key,
+/// made once with `central-ingest admin` as an operator would.
+fn demo_merchant(
+    stack: &mut Stack,
+    central: &std::path::Path,
+    config: &std::path::Path,
+) -> Result<()> {
+    let admin = |args: &[&str]| -> Result<BTreeMap<String, String>> {
+        let out = std::process::Command::new(central)
+            .arg("admin")
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env_remove("CLICKHOUSE_URL")
+            .env_remove("CLICKHOUSE_DATABASE")
+            .output()
+            .with_context(|| format!("running {}", central.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "central-ingest admin {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    };
+    let merchant = admin(&["merchant", "add", "Demo merchant"])?;
+    let merchant_id = merchant
+        .get("merchant_id")
+        .context("admin prints merchant_id")?
+        .clone();
+    admin(&[
+        "site",
+        "add",
+        "--merchant",
+        &merchant_id,
+        "--domain",
+        SITE_DOMAIN,
+        "--id",
+        SITE_ID,
+    ])?;
+    let key = admin(&["key", "create", "--merchant", &merchant_id])?;
+    stack.api_key = key.get("key").context("admin prints the key")?.clone();
     Ok(())
 }
 
