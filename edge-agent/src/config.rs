@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hourglass_disk_buffer as buffer;
+use hourglass_plugin_host::{PluginConfig, PluginSet};
 use hourglass_svc::config::{Problem, Validate};
 use hourglass_svc::logging::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -50,28 +51,6 @@ pub struct RawConfig {
     pub plugin_set: String,
     /// The platform plugin chain, in order.
     pub plugins: Vec<PluginConfig>,
-}
-
-/// One WASM plugin of the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    pub name: String,
-    /// The component (`.wasm`).
-    pub path: PathBuf,
-    /// Passed to the plugin's `init` as is.
-    #[serde(default)]
-    pub config: String,
-    /// A data file passed to `init` (patterns, a database…).
-    #[serde(default)]
-    pub data_file: Option<PathBuf>,
-    /// `skip-plugin` (default) or `reject-batch`.
-    #[serde(default = "skip_plugin")]
-    pub on_failure: String,
-}
-
-fn skip_plugin() -> String {
-    "skip-plugin".into()
 }
 
 /// Request rates, per second with a burst; 0 turns a limit off. The
@@ -200,8 +179,7 @@ pub struct Config {
     pub batch: BatchLimits,
     pub central: Central,
     pub rate_limit: RateLimit,
-    pub plugin_set: String,
-    pub plugins: Vec<PluginConfig>,
+    pub plugins: PluginSet,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +193,16 @@ pub struct Central {
 
 /// Largest batch record the buffer takes; a batch closes far below it.
 const MAX_RECORD_BYTES: u32 = 8 << 20;
+
+impl RawConfig {
+    /// The top-level `plugin_set` and `[[plugins]]` as one set.
+    fn plugin_set(&self) -> PluginSet {
+        PluginSet {
+            plugin_set: self.plugin_set.clone(),
+            plugins: self.plugins.clone(),
+        }
+    }
+}
 
 impl Validate for RawConfig {
     type Valid = Config;
@@ -286,28 +274,8 @@ impl Validate for RawConfig {
                 ));
             }
         }
-        for (i, p) in self.plugins.iter().enumerate() {
-            if p.name.is_empty() {
-                problems.push(Problem::new(
-                    format!("plugins[{i}].name"),
-                    "must not be empty",
-                ));
-            }
-            if p.on_failure
-                .parse::<hourglass_plugin_host::FailurePolicy>()
-                .is_err()
-            {
-                problems.push(Problem::new(
-                    format!("plugins[{i}].on_failure"),
-                    "must be skip-plugin or reject-batch",
-                ));
-            }
-        }
-        if !self.plugins.is_empty() && (self.plugin_set.is_empty() || self.plugin_set == "none") {
-            problems.push(Problem::new(
-                "plugin_set",
-                "name the version of the plugin set (it is recorded in every batch)",
-            ));
+        for (key, message) in self.plugin_set().problems() {
+            problems.push(Problem::new(key, message));
         }
         let mut positive = |key: &str, value: u64| {
             if value == 0 {
@@ -367,8 +335,7 @@ impl Validate for RawConfig {
                     max_age_ms: i64::try_from(self.batch.max_age_ms).unwrap_or(i64::MAX),
                 },
                 rate_limit: self.rate_limit,
-                plugin_set: self.plugin_set.clone(),
-                plugins: self.plugins.clone(),
+                plugins: self.plugin_set(),
                 central: Central {
                     endpoints,
                     server_name: self.central.server_name.clone(),

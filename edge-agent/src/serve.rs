@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hourglass_disk_buffer::DiskBuffer;
-use hourglass_plugin_host::{Chain, FailurePolicy, Host, Limits as PluginLimits, PluginSource};
-use hourglass_processing::{
-    IdentityKeys, NoPlugins, Pipeline, PluginChain, SessionTable, SiteDirectory,
-};
+use hourglass_plugin_host::Limits as PluginLimits;
+use hourglass_processing::{IdentityKeys, NoPlugins, Pipeline, SessionTable, SiteDirectory};
 use hourglass_transport::{Client, ClientCerts, client_endpoint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -108,7 +106,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let (tx, rx) = mpsc::channel(4096);
     let writer = Writer {
         edge_id: config.edge_id.clone(),
-        pipeline: Pipeline::new(sites.clone(), keys.clone(), plugin_chain(&config)?),
+        pipeline: Pipeline::new(
+            sites.clone(),
+            keys.clone(),
+            config
+                .plugins
+                .load(PluginLimits::default())
+                .context("loading the plugin chain")?,
+        ),
         limits: config.batch,
         buffer: buffer.clone(),
         metrics: metrics.clone(),
@@ -186,36 +191,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let left = lock(&buffer).stats().records;
     tracing::info!(batches_left = left, "edge agent stopped");
     Ok(())
-}
-
-/// The configured plugin chain, loaded and checked (a plugin that fails to
-/// load stops the start, with the step that failed).
-fn plugin_chain(config: &Config) -> Result<Box<dyn PluginChain>> {
-    if config.plugins.is_empty() {
-        return Ok(Box::new(NoPlugins));
-    }
-    let host = Host::new(PluginLimits::default()).context("starting the WASM engine")?;
-    let mut loaded = Vec::new();
-    for p in &config.plugins {
-        let wasm = read(&p.path, &format!("plugin {}", p.name))?;
-        let data = match &p.data_file {
-            Some(file) => read(file, &format!("data file of plugin {}", p.name))?,
-            None => Vec::new(),
-        };
-        let on_failure: FailurePolicy = p.on_failure.parse().map_err(anyhow::Error::msg)?;
-        let plugin = host
-            .load(PluginSource {
-                name: p.name.clone(),
-                wasm,
-                config: p.config.clone(),
-                data,
-                on_failure,
-            })
-            .map_err(|e| anyhow::anyhow!("plugin {} ({}): {e}", p.name, p.path.display()))?;
-        loaded.push(plugin);
-    }
-    tracing::info!(plugin_set = %config.plugin_set, plugins = loaded.len(), "plugin chain loaded");
-    Ok(Box::new(Chain::new(config.plugin_set.clone(), loaded)))
 }
 
 async fn serve_http(listener: TcpListener, ingress: Arc<Ingress>, shutdown: CancellationToken) {

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hourglass_plugin_host::{PluginConfig, PluginSet};
 use hourglass_svc::config::{Problem, Validate};
 use hourglass_warehouse::WarehouseConfig;
 use serde::{Deserialize, Serialize};
@@ -48,64 +49,10 @@ struct Cli {
     dry_run: bool,
 }
 
-/// One WASM plugin of the chain: the same shape as the edge's
-/// `[[plugins]]` (duplicated from `edge-agent/src/config.rs`, which is a
-/// binary's private module).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    pub name: String,
-    /// The component (`.wasm`).
-    pub path: PathBuf,
-    /// Passed to the plugin's `init` as is.
-    #[serde(default)]
-    pub config: String,
-    /// A data file passed to `init`.
-    #[serde(default)]
-    pub data_file: Option<PathBuf>,
-    /// `skip-plugin` (default) or `reject-batch`.
-    #[serde(default = "skip_plugin")]
-    pub on_failure: String,
-}
-
-fn skip_plugin() -> String {
-    "skip-plugin".into()
-}
-
-/// A plugin set: its version label and its chain, in order. The top level
-/// of the config, or the file `--plugins` names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginSet {
-    pub plugin_set: String,
-    pub plugins: Vec<PluginConfig>,
-}
-
-impl PluginSet {
-    fn problems(&self, prefix: &str, problems: &mut Vec<Problem>) {
-        for (i, p) in self.plugins.iter().enumerate() {
-            if p.name.is_empty() {
-                problems.push(Problem::new(
-                    format!("{prefix}plugins[{i}].name"),
-                    "must not be empty",
-                ));
-            }
-            if p.on_failure
-                .parse::<hourglass_plugin_host::FailurePolicy>()
-                .is_err()
-            {
-                problems.push(Problem::new(
-                    format!("{prefix}plugins[{i}].on_failure"),
-                    "must be skip-plugin or reject-batch",
-                ));
-            }
-        }
-        if !self.plugins.is_empty() && (self.plugin_set.is_empty() || self.plugin_set == "none") {
-            problems.push(Problem::new(
-                format!("{prefix}plugin_set"),
-                "name the version of the plugin set (it is recorded in every row)",
-            ));
-        }
+/// Adds a plugin set's problems under `prefix`.
+fn plugin_problems(set: &PluginSet, prefix: &str, problems: &mut Vec<Problem>) {
+    for (key, message) in set.problems() {
+        problems.push(Problem::new(format!("{prefix}{key}"), message));
     }
 }
 
@@ -163,11 +110,11 @@ impl Validate for RawConfig {
                 problems.push(Problem::new(key, "must not be empty"));
             }
         }
-        PluginSet {
+        let set = PluginSet {
             plugin_set: self.plugin_set.clone(),
             plugins: self.plugins.clone(),
-        }
-        .problems("", &mut problems);
+        };
+        plugin_problems(&set, "", &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -244,7 +191,7 @@ fn load_plugin_set(file: &std::path::Path) -> Result<PluginSet, String> {
     let set: PluginSet =
         toml::from_str(&text).map_err(|e| format!("plugin set {}: {e}", file.display()))?;
     let mut problems = Vec::new();
-    set.problems("--plugins: ", &mut problems);
+    plugin_problems(&set, "--plugins: ", &mut problems);
     if let Some(p) = problems.first() {
         return Err(format!("{p}"));
     }

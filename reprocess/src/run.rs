@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use hourglass_archive::{Archive, BatchKey, HOUR_MS, Hour};
 use hourglass_model::{BatchId, Event, decode_batch};
-use hourglass_plugin_host::{Chain, FailurePolicy, Host, Limits, PluginSource};
-use hourglass_processing::{IdentityKeys, NoPlugins, Pipeline, PluginChain, SiteDirectory};
+use hourglass_plugin_host::{Limits, PluginSet};
+use hourglass_processing::{IdentityKeys, Pipeline, SiteDirectory};
 use hourglass_warehouse::{DaySummary, Selection, Warehouse, unix_seconds};
 use serde::{Deserialize, Serialize};
 
+use crate::RawConfig;
 use crate::range::{Day, Range, day_id};
-use crate::{PluginSet, RawConfig};
 
 pub struct Args {
     pub range: Range,
@@ -401,35 +401,10 @@ fn pipeline(config: &RawConfig, plugins: &PluginSet) -> Result<Pipeline> {
     let secret = read(&config.master_secret_file, "master secret")?;
     let keys = IdentityKeys::from_master_secret(&secret)
         .with_context(|| format!("master secret {}", config.master_secret_file.display()))?;
-    Ok(Pipeline::new(Arc::new(sites), keys, plugin_chain(plugins)?))
-}
-
-/// The chain, loaded as the edge loads it (`edge-agent/src/serve.rs`).
-fn plugin_chain(set: &PluginSet) -> Result<Box<dyn PluginChain>> {
-    if set.plugins.is_empty() {
-        return Ok(Box::new(NoPlugins));
-    }
-    let host = Host::new(Limits::default()).context("starting the WASM engine")?;
-    let mut loaded = Vec::new();
-    for p in &set.plugins {
-        let wasm = read(&p.path, &format!("plugin {}", p.name))?;
-        let data = match &p.data_file {
-            Some(file) => read(file, &format!("data file of plugin {}", p.name))?,
-            None => Vec::new(),
-        };
-        let on_failure: FailurePolicy = p.on_failure.parse().map_err(anyhow::Error::msg)?;
-        let plugin = host
-            .load(PluginSource {
-                name: p.name.clone(),
-                wasm,
-                config: p.config.clone(),
-                data,
-                on_failure,
-            })
-            .map_err(|e| anyhow::anyhow!("plugin {} ({}): {e}", p.name, p.path.display()))?;
-        loaded.push(plugin);
-    }
-    Ok(Box::new(Chain::new(set.plugin_set.clone(), loaded)))
+    let chain = plugins
+        .load(Limits::default())
+        .context("loading the plugin chain")?;
+    Ok(Pipeline::new(Arc::new(sites), keys, chain))
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {

@@ -29,9 +29,11 @@
 mod chain;
 mod fields;
 mod host;
+mod plugin_set;
 
 pub use chain::{Chain, FailurePolicy, PluginStats};
 pub use host::{Host, HostError, Limits, LoadError, LoadStep, LoadedPlugin, PluginSource};
+pub use plugin_set::{PluginConfig, PluginSet, PluginSetError};
 
 /// The `plugin` world's bindings, generated from `plugins/wit`.
 mod bindings {
