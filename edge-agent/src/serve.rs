@@ -13,8 +13,6 @@ use hourglass_plugin_host::Limits as PluginLimits;
 use hourglass_processing::{IdentityKeys, NoPlugins, Pipeline, SessionTable, SiteDirectory};
 use hourglass_transport::{Client, ClientCerts, client_endpoint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -178,7 +176,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             }
         })
     };
-    serve_http(listener, ingress, shutdown.clone()).await;
+    hourglass_svc::http::serve(
+        listener,
+        move |peer| {
+            let ingress = ingress.clone();
+            service_fn(move |req| ingress.clone().handle(req, peer))
+        },
+        shutdown.clone(),
+        "ingress",
+    )
+    .await;
     let _ = upkeep.await;
 
     // The ingress is closed and its writer handle dropped: the writer
@@ -191,38 +198,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let left = lock(&buffer).stats().records;
     tracing::info!(batches_left = left, "edge agent stopped");
     Ok(())
-}
-
-async fn serve_http(listener: TcpListener, ingress: Arc<Ingress>, shutdown: CancellationToken) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let ingress = ingress.clone();
-        let service = service_fn(move |req| ingress.clone().handle(req, peer));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
-    }
 }

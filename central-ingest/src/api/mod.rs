@@ -19,7 +19,6 @@ mod keys;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,8 +30,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use prometheus::{IntCounterVec, Registry};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -217,42 +214,19 @@ impl Api {
 /// Serves the API on `listener` until `shutdown`, then lets open
 /// connections finish (up to 10 s).
 pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "API accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let api = api.clone();
-        let service = service_fn(move |req| {
+    hourglass_svc::http::serve(
+        listener,
+        move |_peer| {
             let api = api.clone();
-            async move { Ok::<_, Infallible>(api.handle(req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "API connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("API connections still open after 10 s; closing");
-        }
-    }
+            service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(req).await) }
+            })
+        },
+        shutdown,
+        "api",
+    )
+    .await;
 }
 
 /// Recent answers by query (with the site's internal id), so a dashboard
