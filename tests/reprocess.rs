@@ -453,15 +453,45 @@ fn reprocessing_v1_with_v2_gives_the_warehouse_v2_ingest_gives() {
     );
     assert_eq!(staging_left(&s.db), "0");
 
-    // A rerun skips the checkpointed days and changes nothing.
-    let out = reprocess(&s, &["--range", "2026-11-01T00..2026-11-03T00"]);
-    assert_eq!(out.status.code(), Some(0));
+    // The summary table has a line per day and site, the run is recorded.
+    let text = stdout(&out);
+    assert!(text.contains("site"), "{text}");
+    for day in &DAYS[..2] {
+        for site in ["a", "b"] {
+            assert!(
+                text.lines().any(|l| {
+                    let cells: Vec<&str> = l.split_whitespace().collect();
+                    cells.len() > 2
+                        && cells[..2] == [day.to_string().as_str(), site]
+                        && l.ends_with("swapped")
+                }),
+                "no summary line for {day} {site}:\n{text}"
+            );
+        }
+    }
     assert_eq!(
-        stdout(&out).matches("already swapped").count(),
-        2,
-        "{}",
-        stdout(&out)
+        rows(
+            &s.db,
+            "SELECT status, dry_run, days, rows_before = rows_after, plugin_set \
+             FROM reprocess_runs FINAL ORDER BY started_at, dry_run DESC"
+        ),
+        vec!["done\t1\t2\t1\tv2", "done\t0\t2\t1\tv2"]
     );
+
+    // A rerun (plain or --resume) skips the checkpointed days and changes
+    // nothing.
+    for extra in [None, Some("--resume")] {
+        let mut args = vec!["--range", "2026-11-01T00..2026-11-03T00"];
+        args.extend(extra);
+        let out = reprocess(&s, &args);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            stdout(&out).matches("already swapped").count(),
+            2,
+            "{}",
+            stdout(&out)
+        );
+    }
     for day in &DAYS[..2] {
         assert_eq!(
             dump(&s.db, *day, all),
@@ -537,6 +567,42 @@ fn a_load_in_flight_for_a_day_stops_the_run_before_any_swap() {
     assert_eq!(dump(&s.db, DAYS[0], "1"), before);
     assert!(!s.dir.path().join("state").exists(), "no checkpoint");
     assert_eq!(staging_left(&s.db), "0");
+}
+
+#[test]
+fn refuses_what_it_cannot_or_should_not_do_and_changes_nothing() {
+    let s = setup();
+    let before = dump(&s.db, DAYS[0], "1");
+    let refusals = [
+        (vec!["--range", "2025-01-01T00..2025-01-02T00"], "holds no batch"),
+        (
+            vec!["--range", "2026-11-01T00..2026-11-09T01"],
+            "more than max_range_hours",
+        ),
+        (
+            vec!["--range", "2026-11-01T00..2026-11-02T00", "--resume"],
+            "no earlier run of this job",
+        ),
+        (
+            vec!["--range", "2026-11-01T00:30:00Z..2026-11-02T00:00:00Z"],
+            "not on a whole UTC hour",
+        ),
+    ];
+    for (args, reason) in refusals {
+        let out = reprocess(&s, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+    let out = run(binary("reprocess")
+        .env_remove("HOURGLASS_CONFIG")
+        .arg("--config")
+        .arg(s.dir.path().join("reprocess.toml"))
+        .args(["--range", "2026-11-01T00..2026-11-02T00", "--plugins", "v9"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown plugin set"));
+    assert_eq!(dump(&s.db, DAYS[0], "1"), before);
+    assert!(!s.dir.path().join("state").exists(), "no checkpoint");
 }
 
 #[test]
@@ -644,7 +710,7 @@ fn wait_for(path: &std::path::Path, child: &mut std::process::Child) {
 }
 
 #[test]
-fn a_batch_loaded_while_a_day_is_swapped_makes_the_day_redone_and_kept() {
+fn a_batch_loaded_while_a_day_is_swapped_is_kept_once_as_the_loader_loaded_it() {
     let s = setup();
     let barrier = s.dir.path().join("barrier");
     std::fs::create_dir_all(&barrier).expect("barrier dir");
@@ -666,26 +732,25 @@ fn a_batch_loaded_while_a_day_is_swapped_makes_the_day_redone_and_kept() {
 
     // Staging of day 1 is built; now the loader loads a new batch into
     // the live day (v1 events + `loaded` ledger row), as it would.
-    wait_for(&barrier.join("ready-20261101-1"), &mut child);
+    wait_for(&barrier.join("ready-20261101"), &mut child);
     let (key, hits) = archive_extra_batch(&s, "edge-3", 11 * 3600 + 3);
-    let v1 = process(&[(key.clone(), hits.clone())], Box::new(NoPlugins));
-    let v2 = process(&[(key, hits)], v2_chain());
+    let v1 = process(&[(key, hits)], Box::new(NoPlugins));
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(load(&warehouse(&s.db), "none", &v1));
-    rt.block_on(load(&warehouse(&s.reference), "v2", &v2));
-    std::fs::write(barrier.join("go-20261101-1"), b"").expect("go");
-    // The swap dropped it; the ledger check sees that and redoes the day.
-    wait_for(&barrier.join("ready-20261101-2"), &mut child);
-    std::fs::write(barrier.join("go-20261101-2"), b"").expect("go");
+    // The reference: v2 from the start, and the late batch as the loader
+    // loaded it (v1), which is what the reprocess must keep.
+    rt.block_on(load(&warehouse(&s.reference), "none", &v1));
+    std::fs::write(barrier.join("go-20261101"), b"").expect("go");
+    // The swap dropped it; the ledger check sees that and inserts it again.
     let out = child.wait_with_output().expect("reprocess ends");
     let text = stdout(&out);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
-    assert!(text.contains("redoing the day"), "{text}");
+    assert!(text.contains("1 late batch(es) kept"), "{text}");
     assert_eq!(text.matches(", swapped").count(), 1, "{text}");
     assert_eq!(
         s.db.query(
-            "SELECT count() FROM events WHERE batch_id LIKE 'edge-3-%' AND plugin_set = 'v2'"
+            "SELECT count() FROM events WHERE batch_id LIKE 'edge-3-%' AND plugin_set = 'none'"
         )
         .expect("query")
         .trim(),

@@ -37,16 +37,27 @@ struct Cli {
     /// `2026-11-01T00..2026-11-03T00`.
     #[arg(long, required_unless_present = "check_config")]
     range: Option<String>,
-    /// Only this site (other sites' rows of the touched days are kept).
-    #[arg(long)]
-    site: Option<String>,
-    /// A TOML file with `plugin_set = "…"` and `[[plugins]]` (the edge's
-    /// shape) to run instead of the config's own plugin set.
-    #[arg(long)]
-    plugins: Option<PathBuf>,
+    /// Only this site; repeat for more (other sites' rows of the touched
+    /// days are kept). Default: every site.
+    #[arg(long = "site", value_name = "ID")]
+    sites: Vec<String>,
+    /// The plugin set to run: `active` (the config's `plugin_set` and
+    /// `[[plugins]]`) or a TOML file of that shape.
+    #[arg(long, value_name = "SET", default_value = "active")]
+    plugins: String,
     /// Build staging and print the before/after summary without swapping.
     #[arg(long)]
     dry_run: bool,
+    /// Pipelines (threads) processing batches at once. Default: the cores.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Go on with the checkpoints an interrupted run of the same job left
+    /// (a plain rerun does the same; `--resume` refuses when there are none).
+    #[arg(long)]
+    resume: bool,
+    /// Do not ask: allow a range longer than `max_range_hours`.
+    #[arg(long)]
+    yes: bool,
 }
 
 /// Adds a plugin set's problems under `prefix`.
@@ -72,6 +83,8 @@ pub struct RawConfig {
     pub max_lateness_hours: u32,
     /// How long to wait for an in-flight load of a day before giving up.
     pub wait_for_loads_secs: u64,
+    /// Longer ranges need `--yes`.
+    pub max_range_hours: u32,
     /// Version label of the plugin set below.
     pub plugin_set: String,
     pub plugins: Vec<PluginConfig>,
@@ -87,6 +100,7 @@ impl Default for RawConfig {
             state_dir: PathBuf::from("data/reprocess"),
             max_lateness_hours: 72,
             wait_for_loads_secs: 120,
+            max_range_hours: 7 * 24,
             plugin_set: "none".into(),
             plugins: Vec::new(),
         }
@@ -144,21 +158,38 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(&e),
     };
-    let plugins = match &cli.plugins {
-        None => PluginSet {
+    let hours = (range.to_s - range.from_s) / 3_600;
+    if hours > i64::from(config.max_range_hours) && !cli.yes && !confirmed(hours) {
+        return usage(&format!(
+            "--range covers {hours} hours, more than max_range_hours ({}); add --yes to go ahead",
+            config.max_range_hours
+        ));
+    }
+    let plugins = match cli.plugins.as_str() {
+        "active" => PluginSet {
             plugin_set: config.plugin_set.clone(),
             plugins: config.plugins.clone(),
         },
-        Some(file) => match load_plugin_set(file) {
+        file => match load_plugin_set(std::path::Path::new(file)) {
             Ok(set) => set,
             Err(e) => return usage(&e),
         },
     };
+    let mut sites = cli.sites;
+    sites.sort();
+    sites.dedup();
+    let concurrency = match cli.concurrency {
+        Some(0) => return usage("--concurrency must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     let args = run::Args {
         range,
-        site: cli.site.unwrap_or_default(),
+        sites,
         plugins,
         dry_run: cli.dry_run,
+        concurrency,
+        resume: cli.resume,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,11 +204,26 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run::run(config, args)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<run::Refused>().is_some() => usage(&e.to_string()),
         Err(e) => {
             eprintln!("reprocess: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Asks on a terminal whether to reprocess a long range; `false` when
+/// stdin is not a terminal (scripts pass `--yes`).
+fn confirmed(hours: i64) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("Reprocess {hours} hours? This rebuilds every day it touches. [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -186,8 +232,12 @@ fn usage(message: &str) -> ExitCode {
 }
 
 fn load_plugin_set(file: &std::path::Path) -> Result<PluginSet, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read plugin set {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        format!(
+            "--plugins {}: unknown plugin set: neither `active` nor a readable plugin-set file ({e})",
+            file.display()
+        )
+    })?;
     let set: PluginSet =
         toml::from_str(&text).map_err(|e| format!("plugin set {}: {e}", file.display()))?;
     let mut problems = Vec::new();

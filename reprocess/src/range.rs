@@ -57,10 +57,6 @@ impl Range {
         }
         days
     }
-
-    pub fn contains_s(&self, s: i64) -> bool {
-        (self.from_s..self.to_s).contains(&s)
-    }
 }
 
 /// `YYYYMMDD` of the UTC day holding `seconds`.
@@ -71,7 +67,10 @@ pub fn day_id(seconds: i64) -> u32 {
 }
 
 fn parse_hour(text: &str) -> Result<i64, String> {
-    let bad = || format!("`{text}` is not a UTC hour like 2026-11-01T00");
+    if text.contains(':') {
+        return parse_rfc3339_hour(text);
+    }
+    let bad = || format!("`{text}` is not a UTC hour like 2026-11-01T00 or 2026-11-01T00:00:00Z");
     let (date, hour) = match text.split_once('T') {
         Some((d, h)) => (d, h.parse::<u8>().map_err(|_| bad())?),
         None => (text, 0),
@@ -93,6 +92,20 @@ fn parse_hour(text: &str) -> Result<i64, String> {
     Ok(date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * HOUR_S)
 }
 
+/// `2026-11-01T05:00:00Z` or with an offset (`…+01:00`); must fall on a
+/// whole UTC hour.
+fn parse_rfc3339_hour(text: &str) -> Result<i64, String> {
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))?;
+    let seconds = t.unix_timestamp();
+    if seconds % HOUR_S != 0 || t.nanosecond() != 0 {
+        return Err(format!(
+            "`{text}` is not on a whole UTC hour: reprocessing works on hours"
+        ));
+    }
+    Ok(seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +123,8 @@ mod tests {
             Range::parse("2026-11-01..2026-11-02").unwrap().days().len(),
             1
         );
+        let rfc = Range::parse("2026-11-01T05:00:00Z..2026-11-01T08:00:00+01:00").unwrap();
+        assert_eq!(rfc, Range::parse("2026-11-01T05..2026-11-01T07").unwrap());
     }
 
     #[test]
@@ -121,6 +136,8 @@ mod tests {
             "2026-11-01T24..2026-11-02T00",
             "2026-13-01T00..2026-11-02T00",
             "yesterday..today",
+            "2026-11-01T00:30:00Z..2026-11-02T00:00:00Z",
+            "2026-11-01T00:00:00..2026-11-02T00:00:00Z",
         ] {
             assert!(Range::parse(bad).is_err(), "{bad}");
         }

@@ -4,42 +4,47 @@
 //! 1. wait until no batch overlapping the day is `loading` in the ledger;
 //!    note the batches `loaded` for it (`L_pre`);
 //! 2. list the archive's receive hours `[start, end + max lateness)` of
-//!    the day's part of the range; keep the batches the ledger says are
-//!    `loaded` (the others are the loader's: it loads them after the swap,
-//!    on top of it, through the views); run their raw hits through
-//!    `Pipeline::process_batch` with the chosen plugins and keep the events
-//!    of the range (and site);
+//!    the day's part of the range; the batches the ledger says are
+//!    `loaded` are the day's *used* set `U` (the others are the loader's:
+//!    it loads them on top of the swap, see 5.); every batch of `L_pre`
+//!    must be in `U`, else the archive lost one and the run stops;
 //! 3. build staging (`<db>_rp_<day>`): copy the live rows of the day the
-//!    selection does not cover (other sites, other hours), insert the new
-//!    events, rebuild the rollups from staging `events` with the views'
-//!    SELECTs;
+//!    selection does not cover (other sites, other hours), stream the raw
+//!    hits of `U` through `Pipeline::process_batch` with the chosen
+//!    plugins (`--concurrency` pipelines on as many threads) and insert the
+//!    events of the selection, then rebuild the rollups from staging
+//!    `events` with the views' SELECTs;
 //! 4. `REPLACE PARTITION` the day of `events` and of every rollup from
-//!    staging, table by table (each swap atomic for readers; between
-//!    tables a reader may briefly see new `events` with an old rollup);
-//! 5. read the ledger again: if a batch overlapping the day is now
-//!    `loading`/`loaded` that was not in `L_pre`, the loader wrote into the
-//!    live day while staging was built, and the swap may have dropped its
-//!    rows: redo the day (it is then in `L_pre`). Otherwise write the
-//!    day's checkpoint and drop staging.
+//!    staging, table by table (each swap atomic for readers);
+//! 5. *late batches*: every batch overlapping the day that the ledger shows
+//!    `loading`/`loaded` and is not in `U` was loaded by the live loader
+//!    while this ran. Wait until none of them is `loading`, then count each
+//!    one's rows in the live day inside and outside the selection: a part
+//!    with no rows was inserted before the swap (or before the copy) and
+//!    dropped by it, so it is inserted again, from the archived batch's
+//!    own events, exactly as the loader inserted it. Then the day's
+//!    checkpoint is written and staging dropped.
 //!
-//! Concurrency rule, in short: a reprocess swaps in exactly the batches
-//! loaded before it looked, and proves after each swap that no load
-//! happened meanwhile, else redoes the day. A batch is thus either in the
-//! swapped partition (processed with the new plugins) or loaded on top of
-//! it afterwards by the loader (with the plugins it was ingested with),
-//! never both and never neither.
+//! The rule, in short: a batch is either in `U` (its selected rows made
+//! with the new plugins) or a late batch (kept as the loader loaded it,
+//! with the plugins it was ingested with), never both and never neither.
+//! Step 5 relies on the loader inserting a batch's rows of one day in one
+//! INSERT, which ClickHouse applies as one part: a late batch's part is
+//! wholly before or wholly after the swap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use hourglass_archive::{Archive, BatchKey, HOUR_MS, Hour};
 use hourglass_model::{BatchId, Event, decode_batch};
 use hourglass_plugin_host::{Limits, PluginSet};
 use hourglass_processing::{IdentityKeys, Pipeline, SiteDirectory};
-use hourglass_warehouse::{DaySummary, Selection, Warehouse, unix_seconds};
+use hourglass_warehouse::{ReprocessRun, Selection, SiteDaySummary, Warehouse, unix_seconds};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::RawConfig;
@@ -47,35 +52,70 @@ use crate::range::{Day, Range, day_id};
 
 pub struct Args {
     pub range: Range,
-    pub site: String,
+    /// Sorted, no duplicates; empty: every site.
+    pub sites: Vec<String>,
     pub plugins: PluginSet,
     pub dry_run: bool,
+    pub concurrency: usize,
+    pub resume: bool,
 }
 
-/// Attempts per day before giving up (each redo means the loader loaded
-/// into the day while it was being swapped).
-const MAX_ATTEMPTS: u32 = 5;
+/// A run that must not start: the operator's input or the archive says no
+/// (exit code 2, nothing changed).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 const LEDGER_CHUNK: usize = 1000;
+/// Staging inserts of about this many rows.
+const INSERT_ROWS: usize = 50_000;
+/// Batches fetched and processed together, per pipeline.
+const GROUP_PER_PIPELINE: usize = 16;
 
 /// A day's checkpoint file.
 #[derive(Debug, Serialize, Deserialize)]
 struct Checkpoint {
     day: u32,
     range: String,
-    site: String,
+    sites: Vec<String>,
     plugin_set: String,
     batches: usize,
-    before: DaySummary,
-    after: DaySummary,
+    late_batches: usize,
+    before: Vec<SiteDaySummary>,
+    after: Vec<SiteDaySummary>,
     swapped_at_unix_s: u64,
+}
+
+struct DayOutcome {
+    before: Vec<SiteDaySummary>,
+    after: Vec<SiteDaySummary>,
+    batches: usize,
+    events: usize,
+    late_batches: usize,
+}
+
+/// What the summary table shows for a day.
+enum DayState {
+    Swapped,
+    Skipped,
+    DryRun,
 }
 
 pub async fn run(config: RawConfig, args: Args) -> Result<()> {
     let warehouse = Warehouse::new(&config.warehouse)?;
     let archive = Archive::local(&config.archive_dir)
         .with_context(|| format!("opening the archive {}", config.archive_dir.display()))?;
-    let mut pipeline = pipeline(&config, &args.plugins)?;
-    let plugin_set = pipeline.plugins.plugin_set().to_owned();
+    let mut pipelines = (0..args.concurrency.max(1))
+        .map(|_| pipeline(&config, &args.plugins))
+        .collect::<Result<Vec<_>>>()?;
+    let plugin_set = pipelines[0].plugins.plugin_set().to_owned();
     let days = args.range.days();
     let range_text = format!(
         "{}..{}",
@@ -85,134 +125,171 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
     let state = config.state_dir.join(job_name(
         warehouse.database(),
         &range_text,
-        &args.site,
+        &args.sites.join(","),
         &plugin_set,
     ));
+    if args.resume && !state.is_dir() {
+        return Err(Refused(format!(
+            "--resume: no earlier run of this job (range {range_text}, sites {}, plugin set \
+             {plugin_set}) has left checkpoints in {}; run without --resume to start it",
+            sites_text(&args.sites),
+            state.display()
+        ))
+        .into());
+    }
+    let lateness_ms = i64::from(config.max_lateness_hours) * HOUR_MS;
+    let window = (
+        Hour::from_unix_ms(args.range.from_s * 1000)?,
+        Hour::from_unix_ms(args.range.to_s * 1000 + lateness_ms)?,
+    );
+    if archive.list_hours(window.0, window.1).await?.is_empty() {
+        return Err(Refused(format!(
+            "the archive {} holds no batch received in {}..{} (the range and {} h of \
+             lateness): nothing to reprocess",
+            config.archive_dir.display(),
+            hour_text(args.range.from_s),
+            hour_text(args.range.to_s + lateness_ms / 1000),
+            config.max_lateness_hours
+        ))
+        .into());
+    }
     println!(
-        "reprocess {range_text}{} with plugin set {plugin_set}: {} day(s){}",
-        if args.site.is_empty() {
-            String::new()
-        } else {
-            format!(" (site {})", args.site)
-        },
+        "reprocess {range_text} ({}) with plugin set {plugin_set}: {} day(s), {} pipeline(s){}",
+        sites_text(&args.sites),
         days.len(),
+        pipelines.len(),
         if args.dry_run { ", dry run" } else { "" }
     );
-    let mut cache = Processed::default();
+    let mut record = ReprocessRun {
+        run_id: format!("{}-{}", unix_now(), std::process::id()),
+        started_at: unix_now() as u32,
+        operator: operator(),
+        host: host(),
+        range_from: args.range.from_s as u32,
+        range_to: args.range.to_s as u32,
+        sites: args.sites.clone(),
+        plugin_set: plugin_set.clone(),
+        dry_run: u8::from(args.dry_run),
+        status: "running".into(),
+        days: days.len() as u32,
+        version: 1,
+        ..ReprocessRun::default()
+    };
+    warehouse.record_reprocess_run(&record).await?;
+    let ctx = Job {
+        config: &config,
+        args: &args,
+        warehouse: &warehouse,
+        archive: &archive,
+    };
+    let mut table = Vec::new();
+    let result = run_days(&ctx, &mut pipelines, &days, &state, &range_text, &plugin_set, &mut table).await;
+    for (_, state, before, after) in &table {
+        if !matches!(state, DayState::Skipped) {
+            record.rows_before += before.iter().map(|s| s.events).sum::<u64>();
+            record.rows_after += after.iter().map(|s| s.events).sum::<u64>();
+        }
+    }
+    print_summary(&table);
+    record.finished_at = unix_now() as u32;
+    record.version = 2;
+    record.status = match &result {
+        Ok(batches) => {
+            record.batches = *batches as u64;
+            "done".into()
+        }
+        Err(e) => {
+            record.error = format!("{e:#}");
+            "failed".into()
+        }
+    };
+    if let Err(e) = warehouse.record_reprocess_run(&record).await {
+        eprintln!("reprocess: could not record the run's end in reprocess_runs: {e}");
+    }
+    result.map(drop)
+}
+
+/// What every day of a run shares.
+struct Job<'a> {
+    config: &'a RawConfig,
+    args: &'a Args,
+    warehouse: &'a Warehouse,
+    archive: &'a Archive,
+}
+
+type TableRow = (u32, DayState, Vec<SiteDaySummary>, Vec<SiteDaySummary>);
+
+/// Every day in order; returns the batches reprocessed.
+async fn run_days(
+    ctx: &Job<'_>,
+    pipelines: &mut [Pipeline],
+    days: &[Day],
+    state: &Path,
+    range_text: &str,
+    plugin_set: &str,
+    table: &mut Vec<TableRow>,
+) -> Result<usize> {
+    let mut batches = 0;
     for (n, day) in days.iter().enumerate() {
         let progress = format!("[{}/{}] day {}", n + 1, days.len(), day.id);
         let checkpoint = state.join(format!("{}.json", day.id));
-        if !args.dry_run && checkpoint.exists() {
+        if !ctx.args.dry_run
+            && let Some(done) = read_checkpoint(&checkpoint)?
+        {
             println!(
                 "{progress}: already swapped (checkpoint {}), skipped",
                 checkpoint.display()
             );
+            table.push((day.id, DayState::Skipped, done.before, done.after));
             continue;
         }
         let started = Instant::now();
-        let mut done = false;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let outcome = reprocess_day(
-                &config,
-                &args,
-                &warehouse,
-                &archive,
-                &mut pipeline,
-                &mut cache,
-                *day,
-                attempt,
-            )
+        let outcome = reprocess_day(ctx, pipelines, *day, &progress)
             .await
             .with_context(|| format!("day {}", day.id))?;
-            let line = format!(
-                "{progress}: events {} -> {}, pageviews {} -> {}, visitors {} -> {} ({} batches, {:.1} s)",
-                outcome.before.events,
-                outcome.after.events,
-                outcome.before.pageviews,
-                outcome.after.pageviews,
-                outcome.before.visitors,
-                outcome.after.visitors,
-                outcome.batches,
-                started.elapsed().as_secs_f64()
-            );
-            match outcome.swapped {
-                Swapped::DryRun => {
-                    println!("{line}, not swapped (dry run)");
-                    done = true;
-                }
-                Swapped::Clean => {
-                    write_checkpoint(
-                        &checkpoint,
-                        &Checkpoint {
-                            day: day.id,
-                            range: range_text.clone(),
-                            site: args.site.clone(),
-                            plugin_set: plugin_set.clone(),
-                            batches: outcome.batches,
-                            before: outcome.before,
-                            after: outcome.after,
-                            swapped_at_unix_s: std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_secs()),
-                        },
-                    )?;
-                    println!("{line}, swapped");
-                    done = true;
-                }
-                Swapped::Raced(ids) => {
-                    println!(
-                        "{progress}: {} batch(es) were loaded into the day during attempt {attempt} (e.g. {}); redoing the day",
-                        ids.len(),
-                        ids.first().map_or("", String::as_str)
-                    );
-                }
-            }
-            if done {
-                break;
-            }
+        batches += outcome.batches;
+        let total = |s: &[SiteDaySummary]| s.iter().map(|s| s.events).sum::<u64>();
+        let line = format!(
+            "{progress}: events {} -> {} ({} batches, {} events processed, {} late batch(es) kept, {:.1} s)",
+            total(&outcome.before),
+            total(&outcome.after),
+            outcome.batches,
+            outcome.events,
+            outcome.late_batches,
+            started.elapsed().as_secs_f64()
+        );
+        if ctx.args.dry_run {
+            println!("{line}, not swapped (dry run)");
+            table.push((day.id, DayState::DryRun, outcome.before, outcome.after));
+            continue;
         }
-        if !done {
-            bail!(
-                "day {}: the loader kept loading into it during {MAX_ATTEMPTS} attempts; rerun later",
-                day.id
-            );
-        }
+        write_checkpoint(
+            &checkpoint,
+            &Checkpoint {
+                day: day.id,
+                range: range_text.to_owned(),
+                sites: ctx.args.sites.clone(),
+                plugin_set: plugin_set.to_owned(),
+                batches: outcome.batches,
+                late_batches: outcome.late_batches,
+                before: outcome.before.clone(),
+                after: outcome.after.clone(),
+                swapped_at_unix_s: unix_now(),
+            },
+        )?;
+        println!("{line}, swapped");
+        table.push((day.id, DayState::Swapped, outcome.before, outcome.after));
     }
-    Ok(())
+    Ok(batches)
 }
 
-enum Swapped {
-    DryRun,
-    Clean,
-    /// Batches loaded while the day was rebuilt: the day must be redone.
-    Raced(Vec<String>),
-}
-
-struct DayOutcome {
-    before: DaySummary,
-    after: DaySummary,
-    batches: usize,
-    swapped: Swapped,
-}
-
-/// Selected events of every archived batch processed so far, by batch id,
-/// so a redo processes only new batches.
-#[derive(Default)]
-struct Processed {
-    events: HashMap<BatchKey, Vec<Event>>,
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn reprocess_day(
-    config: &RawConfig,
-    args: &Args,
-    warehouse: &Warehouse,
-    archive: &Archive,
-    pipeline: &mut Pipeline,
-    cache: &mut Processed,
+    ctx: &Job<'_>,
+    pipelines: &mut [Pipeline],
     day: Day,
-    attempt: u32,
+    progress: &str,
 ) -> Result<DayOutcome> {
+    let (config, args, warehouse, archive) = (ctx.config, ctx.args, ctx.warehouse, ctx.archive);
     let (day_from, day_to) = (day.start_s as u32, day.end_s as u32);
     // 1. No load in flight for the day, then the loaded batches.
     let deadline = Instant::now() + Duration::from_secs(config.wait_for_loads_secs);
@@ -236,20 +313,20 @@ async fn reprocess_day(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let l_pre: HashSet<String> = before_ledger
-        .iter()
-        .filter(|l| l.status == "loaded")
-        .map(|l| l.batch_id.clone())
-        .collect();
 
     // 2. The day's part of the range, its archived batches, those loaded.
-    let sel_from = args.range.from_s.max(day.start_s);
-    let sel_to = args.range.to_s.min(day.end_s);
+    let selection = Selection {
+        from_s: args.range.from_s.max(day.start_s) as u32,
+        to_s: args.range.to_s.min(day.end_s) as u32,
+        site_ids: args.sites.clone(),
+    };
     let lateness_ms = i64::from(config.max_lateness_hours) * HOUR_MS;
-    let first = Hour::from_unix_ms(sel_from * 1000)?;
-    let last = Hour::from_unix_ms(sel_to * 1000 + lateness_ms)?;
-    let keys = archive.list_hours(first, last).await?;
-    let mut loaded_keys = Vec::new();
+    let window = (
+        Hour::from_unix_ms(i64::from(selection.from_s) * 1000)?,
+        Hour::from_unix_ms(i64::from(selection.to_s) * 1000 + lateness_ms)?,
+    );
+    let keys = archive.list_hours(window.0, window.1).await?;
+    let mut used_keys = Vec::new();
     for chunk in keys.chunks(LEDGER_CHUNK) {
         let ids: Vec<String> = chunk.iter().map(|k| k.batch_id.to_string()).collect();
         let statuses: HashMap<String, String> = warehouse
@@ -258,7 +335,7 @@ async fn reprocess_day(
             .into_iter()
             .map(|s| (s.batch_id, s.status))
             .collect();
-        loaded_keys.extend(
+        used_keys.extend(
             chunk
                 .iter()
                 .filter(|k| {
@@ -267,128 +344,332 @@ async fn reprocess_day(
                 .cloned(),
         );
     }
-    let used: HashSet<String> = loaded_keys.iter().map(|k| k.batch_id.to_string()).collect();
+    let used: HashSet<String> = used_keys.iter().map(|k| k.batch_id.to_string()).collect();
     // A loaded batch with events in the selection must be in the archive
     // window; if not (retention swept it?), its rows would be lost.
     if let Some(missing) = before_ledger.iter().find(|l| {
         l.status == "loaded"
-            && i64::from(l.min_ts) < sel_to
-            && i64::from(l.max_ts) >= sel_from
+            && l.min_ts < selection.to_s
+            && l.max_ts >= selection.from_s
             && !used.contains(&l.batch_id)
     }) {
         bail!(
             "batch {} is loaded with events in the range but not in the archive's receive hours {}..{}; not swapping",
             missing.batch_id,
-            hour_text(sel_from),
-            hour_text(sel_to + lateness_ms / 1000)
+            hour_text(i64::from(selection.from_s)),
+            hour_text(i64::from(selection.to_s) + lateness_ms / 1000)
         );
     }
-    for key in &loaded_keys {
-        if cache.events.contains_key(key) {
-            continue;
-        }
-        let bytes = archive.get(key).await?;
-        let batch = decode_batch(&bytes).with_context(|| format!("decoding {}", key.path()))?;
-        let outcome = pipeline.process_batch(&batch.raw_hits);
-        let range = args.range;
-        let events = outcome
-            .events
-            .into_iter()
-            .filter(|e| {
-                unix_seconds(e.ts_ms).is_some_and(|s| range.contains_s(i64::from(s)))
-                    && (args.site.is_empty() || e.site_id == args.site)
-            })
-            .collect();
-        cache.events.insert(key.clone(), events);
-    }
-    let plugin_set = pipeline.plugins.plugin_set().to_owned();
-    let batches: Vec<(BatchId, String, Vec<Event>)> = loaded_keys
-        .iter()
-        .filter_map(|key| {
-            let events: Vec<Event> = cache
-                .events
-                .get(key)?
-                .iter()
-                .filter(|e| unix_seconds(e.ts_ms).map(|s| day_id(i64::from(s))) == Some(day.id))
-                .cloned()
-                .collect();
-            (!events.is_empty()).then(|| (key.batch_id.clone(), plugin_set.clone(), events))
-        })
-        .collect();
 
-    // 3. Staging.
+    // 3. Staging: the rows that stay, then the used batches reprocessed.
     let staging = warehouse.create_day_staging(day.id).await?;
-    let selection = Selection {
-        from_s: sel_from as u32,
-        to_s: sel_to as u32,
-        site_id: args.site.clone(),
-    };
     warehouse
         .copy_day_outside(&staging, day.id, &selection)
         .await?;
-    // One insert per few thousand rows keeps requests small; the day is
-    // not visible to anyone until the swap.
-    let mut chunk = Vec::new();
-    let mut rows = 0;
-    for batch in batches {
-        rows += batch.2.len();
-        chunk.push(batch);
-        if rows >= 50_000 {
-            staging.insert_event_batches(&chunk).await?;
-            chunk.clear();
-            rows = 0;
-        }
-    }
-    staging.insert_event_batches(&chunk).await?;
+    let events = process_into(
+        &staging,
+        archive,
+        pipelines,
+        &used_keys,
+        |e: &Event| {
+            unix_seconds(e.ts_ms).is_some_and(|s| {
+                day_id(i64::from(s)) == day.id && selection.contains(s, &e.site_id)
+            })
+        },
+        progress,
+    )
+    .await?;
     staging.rebuild_rollups(day.id).await?;
-    let before = warehouse.day_summary(day.id).await?;
-    let after = staging.day_summary(day.id).await?;
-    let n_batches = loaded_keys.len();
+    let before = warehouse.day_summary_by_site(day.id).await?;
+    let after = staging.day_summary_by_site(day.id).await?;
     if args.dry_run {
         staging.drop_database().await?;
         return Ok(DayOutcome {
             before,
             after,
-            batches: n_batches,
-            swapped: Swapped::DryRun,
+            batches: used_keys.len(),
+            events,
+            late_batches: 0,
         });
     }
 
-    // 4. Swap, 5. check nobody loaded meanwhile.
-    test_barrier(day.id, attempt).await?;
+    // 4. Swap, 5. keep the batches the loader loaded meanwhile.
+    test_barrier(day.id).await?;
     warehouse.replace_day_from(&staging, day.id).await?;
-    let raced: Vec<String> = warehouse
-        .loads_overlapping(day_from, day_to)
-        .await?
-        .into_iter()
-        .filter(|l| (l.status == "loaded" || l.status == "loading") && !l_pre.contains(&l.batch_id))
-        .map(|l| l.batch_id)
-        .collect();
+    let late_batches = keep_late_batches(ctx, day, &selection, &used).await?;
     staging.drop_database().await?;
     Ok(DayOutcome {
         before,
         after,
-        batches: n_batches,
-        swapped: if raced.is_empty() {
-            Swapped::Clean
-        } else {
-            Swapped::Raced(raced)
-        },
+        batches: used_keys.len(),
+        events,
+        late_batches,
     })
 }
 
+/// Streams `keys` through the pipelines (one thread each) and inserts the
+/// events `keep` accepts into `target`, about [`INSERT_ROWS`] at a time.
+/// Returns how many events were inserted.
+async fn process_into(
+    target: &Warehouse,
+    archive: &Archive,
+    pipelines: &mut [Pipeline],
+    keys: &[BatchKey],
+    keep: impl Fn(&Event) -> bool + Sync,
+    progress: &str,
+) -> Result<usize> {
+    let bar = progress_bar(keys.len() as u64, progress);
+    let started = Instant::now();
+    let plugin_set = pipelines[0].plugins.plugin_set().to_owned();
+    let mut pending: Vec<(BatchId, String, Vec<Event>)> = Vec::new();
+    let (mut pending_rows, mut total) = (0, 0);
+    let mut last_line = Instant::now();
+    for group in keys.chunks(GROUP_PER_PIPELINE * pipelines.len()) {
+        let mut blobs = Vec::with_capacity(group.len());
+        for key in group {
+            blobs.push((key, archive.get(key).await?));
+        }
+        let processed = tokio::task::block_in_place(|| process_group(pipelines, &blobs, &keep))?;
+        for (id, events) in processed {
+            if events.is_empty() {
+                continue;
+            }
+            pending_rows += events.len();
+            total += events.len();
+            pending.push((id, plugin_set.clone(), events));
+        }
+        if pending_rows >= INSERT_ROWS {
+            target.insert_event_batches(&pending).await?;
+            pending.clear();
+            pending_rows = 0;
+        }
+        bar.inc(group.len() as u64);
+        let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{rate:.0} events/s"));
+        if bar.is_hidden() && last_line.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "{progress}: {}/{} batches, {total} events, {rate:.0} events/s",
+                bar.position(),
+                keys.len()
+            );
+            last_line = Instant::now();
+        }
+    }
+    target.insert_event_batches(&pending).await?;
+    bar.finish_and_clear();
+    Ok(total)
+}
+
+/// Decodes and processes `blobs` on one thread per pipeline.
+fn process_group(
+    pipelines: &mut [Pipeline],
+    blobs: &[(&BatchKey, Bytes)],
+    keep: &(impl Fn(&Event) -> bool + Sync),
+) -> Result<Vec<(BatchId, Vec<Event>)>> {
+    let per_thread = blobs.len().div_ceil(pipelines.len()).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = pipelines
+            .iter_mut()
+            .zip(blobs.chunks(per_thread))
+            .map(|(pipeline, chunk)| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(key, bytes)| {
+                            let batch = decode_batch(bytes)
+                                .with_context(|| format!("decoding {}", key.path()))?;
+                            let events = pipeline
+                                .process_batch(&batch.raw_hits)
+                                .events
+                                .into_iter()
+                                .filter(|e| keep(e))
+                                .collect();
+                            Ok((key.batch_id.clone(), events))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(blobs.len());
+        for worker in workers {
+            out.extend(
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a processing thread panicked"))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// Step 5: every batch the loader loaded into the day while it was
+/// rebuilt keeps its rows as the loader inserted them. Returns how many
+/// late batches there were.
+async fn keep_late_batches(
+    ctx: &Job<'_>,
+    day: Day,
+    selection: &Selection,
+    used: &HashSet<String>,
+) -> Result<usize> {
+    let (config, warehouse, archive) = (ctx.config, ctx.warehouse, ctx.archive);
+    let deadline = Instant::now() + Duration::from_secs(config.wait_for_loads_secs);
+    let late: Vec<String> = loop {
+        let late: Vec<_> = warehouse
+            .loads_overlapping(day.start_s as u32, day.end_s as u32)
+            .await?
+            .into_iter()
+            .filter(|l| (l.status == "loaded" || l.status == "loading") && !used.contains(&l.batch_id))
+            .collect();
+        match late.iter().find(|l| l.status == "loading") {
+            None => break late.into_iter().map(|l| l.batch_id).collect(),
+            Some(l) if Instant::now() > deadline => bail!(
+                "batch {} is still `loading` {} s after the swap; the day is not checkpointed: rerun once the loader has recovered",
+                l.batch_id,
+                config.wait_for_loads_secs
+            ),
+            Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    if late.is_empty() {
+        return Ok(0);
+    }
+    let live: HashMap<String, (u64, u64)> = warehouse
+        .batch_rows_in_day(day.id, selection, &late)
+        .await?
+        .into_iter()
+        .map(|r| (r.batch_id, (r.inside, r.outside)))
+        .collect();
+    // The late batches' archive keys (they were archived before loaded).
+    let lateness_ms = i64::from(config.max_lateness_hours) * HOUR_MS;
+    let keys: BTreeMap<String, BatchKey> = archive
+        .list_hours(
+            Hour::from_unix_ms(day.start_s * 1000 - lateness_ms)?,
+            Hour::from_unix_ms(unix_now() as i64 * 1000 + HOUR_MS)?,
+        )
+        .await?
+        .into_iter()
+        .map(|k| (k.batch_id.to_string(), k))
+        .filter(|(id, _)| late.contains(id))
+        .collect();
+    let mut kept = Vec::new();
+    for id in &late {
+        let key = keys
+            .get(id)
+            .with_context(|| format!("late batch {id} is in the ledger but not in the archive"))?;
+        let batch = decode_batch(&archive.get(key).await?)
+            .with_context(|| format!("decoding {}", key.path()))?;
+        let (inside_live, outside_live) = live.get(id).copied().unwrap_or((0, 0));
+        let events: Vec<Event> = batch
+            .events
+            .into_iter()
+            .filter(|e| {
+                unix_seconds(e.ts_ms).is_some_and(|s| {
+                    day_id(i64::from(s)) == day.id
+                        && if selection.contains(s, &e.site_id) {
+                            inside_live == 0
+                        } else {
+                            outside_live == 0
+                        }
+                })
+            })
+            .collect();
+        if !events.is_empty() {
+            let plugin_set = batch.header.map(|h| h.plugin_set).unwrap_or_default();
+            kept.push((key.batch_id.clone(), plugin_set, events));
+        }
+    }
+    warehouse.insert_event_batches(&kept).await?;
+    Ok(late.len())
+}
+
+fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} batches, {msg}, ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
+/// The per-day, per-site before/after table.
+fn print_summary(table: &[TableRow]) {
+    if table.is_empty() {
+        return;
+    }
+    println!(
+        "\n{:<10} {:<24} {:>21} {:>21} {:>21}  state",
+        "day", "site", "events", "pageviews", "visitors"
+    );
+    let pair = |a: u64, b: u64| format!("{a} -> {b}");
+    for (day, state, before, after) in table {
+        let mut sites: BTreeMap<&str, (SiteDaySummary, SiteDaySummary)> = BTreeMap::new();
+        for s in before {
+            sites.entry(&s.site_id).or_default().0 = s.clone();
+        }
+        for s in after {
+            sites.entry(&s.site_id).or_default().1 = s.clone();
+        }
+        let state = match state {
+            DayState::Swapped => "swapped",
+            DayState::Skipped => "checkpointed earlier",
+            DayState::DryRun => "dry run",
+        };
+        if sites.is_empty() {
+            println!("{day:<10} {:<24} {:>21} {:>21} {:>21}  {state}", "(none)", "0 -> 0", "0 -> 0", "0 -> 0");
+        }
+        for (site, (b, a)) in sites {
+            println!(
+                "{day:<10} {site:<24} {:>21} {:>21} {:>21}  {state}",
+                pair(b.events, a.events),
+                pair(b.pageviews, a.pageviews),
+                pair(b.visitors, a.visitors)
+            );
+        }
+    }
+}
+
+fn sites_text(sites: &[String]) -> String {
+    if sites.is_empty() {
+        "all sites".into()
+    } else {
+        format!("sites {}", sites.join(", "))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn operator() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Test hook: when `HOURGLASS_REPROCESS_BARRIER_DIR` is set, creates
-/// `ready-<day>-<attempt>` there just before the swap and waits for
-/// `go-<day>-<attempt>`, so a test can load a batch into the day at exactly
-/// that point (the race the post-swap ledger check exists for). Unset in
-/// production: nothing happens.
-async fn test_barrier(day: u32, attempt: u32) -> Result<()> {
+/// `ready-<day>` there just before the swap and waits for `go-<day>`, so a
+/// test can load a batch into the day at exactly that point (the race step
+/// 5 exists for). Unset in production: nothing happens.
+async fn test_barrier(day: u32) -> Result<()> {
     let Some(dir) = std::env::var_os("HOURGLASS_REPROCESS_BARRIER_DIR") else {
         return Ok(());
     };
     let dir = PathBuf::from(dir);
-    std::fs::write(dir.join(format!("ready-{day}-{attempt}")), b"")?;
-    let go = dir.join(format!("go-{day}-{attempt}"));
+    std::fs::write(dir.join(format!("ready-{day}")), b"")?;
+    let go = dir.join(format!("go-{day}"));
     while !go.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -436,6 +717,20 @@ fn job_name(database: &str, range: &str, site: &str, plugin_set: &str) -> String
             }
         })
         .collect()
+}
+
+/// The checkpoint at `path`, if the day was swapped by an earlier run.
+fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "checkpoint {} is unreadable; delete it to redo that day",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading checkpoint {}", path.display())),
+    }
 }
 
 fn write_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<()> {

@@ -41,6 +41,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "rollups", "0002_rollups.sql"),
     migration!(3, "sessions", "0003_sessions.sql"),
     migration!(4, "metadata", "0004_metadata.sql"),
+    migration!(5, "reprocess_runs", "0005_reprocess_runs.sql"),
 ];
 
 impl Migration {

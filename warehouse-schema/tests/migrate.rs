@@ -62,6 +62,7 @@ fn migrate_twice_applies_nothing_the_second_time() {
         "plugins",
         "edges",
         "loads",
+        "reprocess_runs",
         "schema_migrations",
     ] {
         assert!(tables.contains(&t), "missing {t} in {tables:?}");

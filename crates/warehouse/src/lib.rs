@@ -45,5 +45,7 @@ pub use ident::{is_identifier, validate_identifier};
 pub use loads::{LoadEntry, LoadStatus};
 pub use query::{Query, QueryResult, Source, plan, plan_from};
 pub use reconcile::{HourlyCounts, HourlyRollup, SessionCounts, TimeRange};
-pub use reprocess::{DAY_TABLES, DaySummary, Selection};
+pub use reprocess::{
+    BatchDayRows, DAY_TABLES, DaySummary, ReprocessRun, Selection, SiteDaySummary,
+};
 pub use warehouse::Warehouse;

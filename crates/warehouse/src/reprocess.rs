@@ -37,13 +37,82 @@ pub struct DaySummary {
 }
 
 /// Which rows of a day a reprocess replaces: those with `ts` in
-/// `[from_s, to_s)` and, when `site_id` is not empty, of that site only.
+/// `[from_s, to_s)` and, when `site_ids` is not empty, of those sites only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub from_s: u32,
     pub to_s: u32,
     /// Empty: every site.
+    pub site_ids: Vec<String>,
+}
+
+impl Selection {
+    /// The SQL condition "row is selected", with two or three `?` to bind
+    /// with [`Selection::bind`].
+    fn condition(&self) -> &'static str {
+        if self.site_ids.is_empty() {
+            "(ts >= toDateTime(?) AND ts < toDateTime(?))"
+        } else {
+            "(ts >= toDateTime(?) AND ts < toDateTime(?) AND has(?, site_id))"
+        }
+    }
+
+    fn bind(&self, query: clickhouse::query::Query) -> clickhouse::query::Query {
+        let query = query.bind(self.from_s).bind(self.to_s);
+        if self.site_ids.is_empty() {
+            query
+        } else {
+            query.bind(&self.site_ids)
+        }
+    }
+
+    /// Whether an event at `ts_s` of `site_id` is selected.
+    pub fn contains(&self, ts_s: u32, site_id: &str) -> bool {
+        (self.from_s..self.to_s).contains(&ts_s)
+            && (self.site_ids.is_empty() || self.site_ids.iter().any(|s| s == site_id))
+    }
+}
+
+/// One site's headline numbers of a day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct SiteDaySummary {
     pub site_id: String,
+    pub events: u64,
+    pub pageviews: u64,
+    pub visitors: u64,
+}
+
+/// A batch's rows in a live day partition, inside and outside a
+/// [`Selection`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct BatchDayRows {
+    pub batch_id: String,
+    pub inside: u64,
+    pub outside: u64,
+}
+
+/// One row of `reprocess_runs`: a run's state (a later state of the same
+/// `run_id` has a higher `version`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct ReprocessRun {
+    pub run_id: String,
+    pub started_at: u32,
+    pub finished_at: u32,
+    pub operator: String,
+    pub host: String,
+    pub range_from: u32,
+    pub range_to: u32,
+    pub sites: Vec<String>,
+    pub plugin_set: String,
+    pub dry_run: u8,
+    /// `running`, `done`, `failed`.
+    pub status: String,
+    pub days: u32,
+    pub batches: u64,
+    pub rows_before: u64,
+    pub rows_after: u64,
+    pub error: String,
+    pub version: u64,
 }
 
 impl Warehouse {
@@ -74,7 +143,7 @@ impl Warehouse {
 
     /// Copies into `staging.events` the live `events` rows of `day` that
     /// `selection` does not cover (other sites, other hours), so that the
-    /// swap keeps them. Returns nothing; count with [`Warehouse::day_summary`].
+    /// swap keeps them. Count with [`Warehouse::day_summary`].
     pub async fn copy_day_outside(
         &self,
         staging: &Warehouse,
@@ -83,23 +152,63 @@ impl Warehouse {
     ) -> Result<(), WarehouseError> {
         let sql = format!(
             "INSERT INTO `{}`.events SELECT * FROM `{}`.events \
-             WHERE toYYYYMMDD(ts) = ? AND NOT (ts >= toDateTime(?) AND ts < toDateTime(?) \
-             AND (? = '' OR site_id = ?))",
+             WHERE toYYYYMMDD(ts) = ? AND NOT {}",
             staging.database(),
-            self.database()
+            self.database(),
+            selection.condition()
         );
-        self.db
-            .query(&sql)
-            .bind(day)
-            .bind(selection.from_s)
-            .bind(selection.to_s)
-            .bind(&selection.site_id)
-            .bind(&selection.site_id)
+        selection
+            .bind(self.db.query(&sql).bind(day))
             .execute()
             .await
             .map_err(WarehouseError::clickhouse(format!(
                 "copying the rows of day {day} that stay into staging"
             )))
+    }
+
+    /// How many rows each of `batch_ids` has in the live partition `day`,
+    /// inside and outside `selection` (batches without rows are left out).
+    pub async fn batch_rows_in_day(
+        &self,
+        day: u32,
+        selection: &Selection,
+        batch_ids: &[String],
+    ) -> Result<Vec<BatchDayRows>, WarehouseError> {
+        if batch_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cond = selection.condition();
+        let sql = format!(
+            "SELECT batch_id, countIf({cond}) AS inside, countIf(NOT {cond}) AS outside \
+             FROM events WHERE toYYYYMMDD(ts) = ? AND has(?, batch_id) GROUP BY batch_id"
+        );
+        let query = selection.bind(selection.bind(self.db.query(&sql)));
+        query
+            .bind(day)
+            .bind(batch_ids)
+            .fetch_all::<BatchDayRows>()
+            .await
+            .map_err(WarehouseError::clickhouse(format!(
+                "counting late batches' rows in day {day}"
+            )))
+    }
+
+    /// Records a state of a reprocess run in `reprocess_runs`.
+    pub async fn record_reprocess_run(&self, run: &ReprocessRun) -> Result<(), WarehouseError> {
+        let context = || format!("recording reprocess run {}", run.run_id);
+        let mut insert = self
+            .db
+            .insert::<ReprocessRun>("reprocess_runs")
+            .await
+            .map_err(WarehouseError::clickhouse(context()))?;
+        insert
+            .write(run)
+            .await
+            .map_err(WarehouseError::clickhouse(context()))?;
+        insert
+            .end()
+            .await
+            .map_err(WarehouseError::clickhouse(context()))
     }
 
     /// Swaps `day` of every table in [`DAY_TABLES`] for the same partition
@@ -141,6 +250,26 @@ impl Warehouse {
             .await
             .map_err(WarehouseError::clickhouse(format!(
                 "summarizing day {day} of {}",
+                self.database()
+            )))
+    }
+
+    /// [`Warehouse::day_summary`] per site, by site id.
+    pub async fn day_summary_by_site(
+        &self,
+        day: u32,
+    ) -> Result<Vec<SiteDaySummary>, WarehouseError> {
+        self.db
+            .query(
+                "SELECT site_id, count() AS n, countIf(name = 'pageview') AS pv, \
+                 uniqExact(visitor_id) AS v FROM events WHERE toYYYYMMDD(ts) = ? \
+                 GROUP BY site_id ORDER BY site_id",
+            )
+            .bind(day)
+            .fetch_all::<SiteDaySummary>()
+            .await
+            .map_err(WarehouseError::clickhouse(format!(
+                "summarizing day {day} of {} per site",
                 self.database()
             )))
     }
