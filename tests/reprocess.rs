@@ -473,9 +473,9 @@ fn reprocessing_v1_with_v2_gives_the_warehouse_v2_ingest_gives() {
         rows(
             &s.db,
             "SELECT status, dry_run, days, rows_before = rows_after, plugin_set \
-             FROM reprocess_runs FINAL ORDER BY dry_run DESC"
+             FROM reprocess_runs FINAL"
         ),
-        vec!["done\t1\t2\t1\tv2", "done\t0\t2\t1\tv2"]
+        vec!["done\t0\t2\t1\tv2", "done\t1\t2\t1\tv2"]
     );
 
     // A rerun (plain or --resume) skips the checkpointed days and changes
