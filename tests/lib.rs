@@ -29,5 +29,7 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the binary can be started")
 }
 
+pub mod central;
 pub mod edge;
 pub mod receiver;
+pub mod warehouse;

@@ -14,8 +14,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use hourglass_archive::{Archive, BatchKey, Hour};
+use hourglass_e2e::central::{self, Central};
+use hourglass_e2e::warehouse::{dump, rows};
 use hourglass_e2e::{binary, run};
 use hourglass_model::{Batch, BatchHeader, BatchId, Event, Protocol, RawHit, encode_batch};
 use hourglass_plugin_host::{Chain, FailurePolicy, Host, Limits, PluginSource};
@@ -325,64 +329,27 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn rows(db: &TestDb, sql: &str) -> Vec<String> {
-    let text = db
-        .query(&format!("{sql} FORMAT TSV"))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
-}
-
-/// Everything of day `day` (`cond` further restricts it, in terms of the
-/// table's own time column `t`): events rows and each rollup, finalized.
-fn dump(db: &TestDb, day: u32, cond: &str) -> BTreeMap<&'static str, Vec<String>> {
-    let events = format!(
-        "SELECT * FROM events WHERE toYYYYMMDD(ts) = {day} AND ({})",
-        cond.replace("{t}", "ts")
-    );
-    let hourly = |table: &str, dims: &str| {
-        format!(
-            "SELECT site_id, hour, {dims} countIfMerge(pageviews), countMerge(events), \
-             uniqMerge(visitors), uniqMerge(visits) FROM {table} \
-             WHERE toYYYYMMDD(hour) = {day} AND ({}) GROUP BY site_id, hour {}",
-            cond.replace("{t}", "hour"),
-            if dims.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", dims.trim_end_matches(", "))
-            }
-        )
-    };
-    let sessions = format!(
-        "SELECT site_id, session_id, day, anyMerge(visitor), minMerge(started_at), \
-         maxMerge(ended_at), argMinMerge(entry_page), argMaxMerge(exit_page), \
-         countIfMerge(pageviews), countMerge(events), countIfMerge(interactive_events), \
-         argMinMerge(entry_referrer_source), argMinMerge(entry_channel), \
-         argMinMerge(entry_utm_source), argMinMerge(entry_country), argMinMerge(entry_device), \
-         argMinMerge(entry_browser), argMinMerge(entry_os) FROM sessions \
-         WHERE toYYYYMMDD(day) = {day} AND ({}) GROUP BY site_id, session_id, day",
-        cond.replace("{t}", "toDateTime(day)")
-    );
-    BTreeMap::from([
-        ("events", rows(db, &events)),
-        ("site_hourly", rows(db, &hourly("site_hourly", ""))),
-        (
-            "pages_hourly",
-            rows(db, &hourly("pages_hourly", "hostname, pathname, ")),
-        ),
-        (
-            "sources_hourly",
-            rows(
-                db,
-                &hourly(
-                    "sources_hourly",
-                    "referrer_source, channel, utm_source, utm_medium, utm_campaign, country, device, browser, os, ",
-                ),
-            ),
-        ),
-        ("sessions", rows(db, &sessions)),
-    ])
+/// Day checkpoints written under the state directory.
+fn checkpoints(s: &Setup) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path)
+                    } else {
+                        usize::from(
+                            path.file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with("20")),
+                        )
+                    }
+                })
+                .sum()
+        })
+    }
+    walk(&s.dir.path().join("state"))
 }
 
 fn staging_left(db: &TestDb) -> String {
@@ -565,7 +532,7 @@ fn a_load_in_flight_for_a_day_stops_the_run_before_any_swap() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("still `loading`"), "{err}");
     assert_eq!(dump(&s.db, DAYS[0], "1"), before);
-    assert!(!s.dir.path().join("state").exists(), "no checkpoint");
+    assert_eq!(checkpoints(&s), 0, "no checkpoint");
     assert_eq!(staging_left(&s.db), "0");
 }
 
@@ -574,14 +541,13 @@ fn refuses_what_it_cannot_or_should_not_do_and_changes_nothing() {
     let s = setup();
     let before = dump(&s.db, DAYS[0], "1");
     let refusals = [
-        (vec!["--range", "2025-01-01T00..2025-01-02T00"], "holds no batch"),
+        (
+            vec!["--range", "2025-01-01T00..2025-01-02T00"],
+            "holds no batch",
+        ),
         (
             vec!["--range", "2026-11-01T00..2026-11-09T01"],
             "more than max_range_hours",
-        ),
-        (
-            vec!["--range", "2026-11-01T00..2026-11-02T00", "--resume"],
-            "no earlier run of this job",
         ),
         (
             vec!["--range", "2026-11-01T00:30:00Z..2026-11-02T00:00:00Z"],
@@ -602,7 +568,7 @@ fn refuses_what_it_cannot_or_should_not_do_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown plugin set"));
     assert_eq!(dump(&s.db, DAYS[0], "1"), before);
-    assert!(!s.dir.path().join("state").exists(), "no checkpoint");
+    assert_eq!(checkpoints(&s), 0, "no checkpoint");
 }
 
 #[test]
@@ -757,4 +723,180 @@ fn a_batch_loaded_while_a_day_is_swapped_is_kept_once_as_the_loader_loaded_it() 
         "1"
     );
     assert_eq!(dump(&s.db, DAYS[0], "1"), dump(&s.reference, DAYS[0], "1"));
+}
+
+/// `reprocess` with the test's config and plugin set, not waited for.
+fn spawn_reprocess(s: &Setup, args: &[&str]) -> std::process::Child {
+    binary("reprocess")
+        .env_remove("HOURGLASS_CONFIG")
+        .env("CLICKHOUSE_URL", &s.db.url)
+        .env("CLICKHOUSE_DATABASE", &s.db.name)
+        .arg("--config")
+        .arg(s.dir.path().join("reprocess.toml"))
+        .arg("--plugins")
+        .arg(s.dir.path().join("v2.toml"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("reprocess starts")
+}
+
+#[test]
+fn killed_at_ten_random_points_then_resumed_it_ends_as_an_uninterrupted_run() {
+    let range = "2026-11-01T00..2026-11-04T00";
+    // The uninterrupted run: its warehouse is what every trial must end
+    // with, its duration the span the kills fall in.
+    let whole = setup();
+    let started = Instant::now();
+    assert_eq!(
+        reprocess(&whole, &["--range", range]).status.code(),
+        Some(0)
+    );
+    let span = started.elapsed();
+    let expected: Vec<_> = DAYS.iter().map(|d| dump(&whole.db, *d, "1")).collect();
+
+    let seed = std::env::var("HOURGLASS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("seed {seed} (HOURGLASS_SEED), uninterrupted run {span:?}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut interrupted = 0;
+    for trial in 0..10 {
+        let s = setup();
+        let at = span.mul_f64(rng.f64());
+        let mut child = spawn_reprocess(&s, &["--range", range]);
+        std::thread::sleep(at);
+        if child.try_wait().expect("child status").is_none() {
+            interrupted += 1;
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+        let done = checkpoints(&s);
+        let out = reprocess(&s, &["--range", range, "--resume"]);
+        assert_eq!(out.status.code(), Some(0), "trial {trial}: resume failed");
+        eprintln!(
+            "trial {trial}: killed after {at:?} with {done} day(s) checkpointed; resumed: {} day(s) skipped",
+            stdout(&out).matches("already swapped").count()
+        );
+        for (i, day) in DAYS.iter().enumerate() {
+            assert_eq!(
+                dump(&s.db, *day, "1"),
+                expected[i],
+                "trial {trial} (seed {seed}): day {day} differs from the uninterrupted run"
+            );
+        }
+        assert_eq!(staging_left(&s.db), "0", "trial {trial}: staging left");
+    }
+    eprintln!("{interrupted} of 10 kills hit a running reprocess");
+    assert!(
+        interrupted >= 5,
+        "only {interrupted} kills hit a running reprocess"
+    );
+}
+
+/// The day's `events`, `pageviews` and `visitors` of site `a` through the
+/// merchant API (`None` when the API refused, e.g. 429).
+fn api_totals(agent: &ureq::Agent, api_url: &str, key: &str) -> Option<Vec<u64>> {
+    let query = serde_json::json!({
+        "site_id": "a.example",
+        "metrics": ["events", "pageviews", "visitors"],
+        "date_range": ["2026-11-01", "2026-11-01"],
+    });
+    let mut r = agent
+        .post(&format!("{api_url}/api/v1/query"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(query.to_string())
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+    body["results"][0]["metrics"]
+        .as_array()?
+        .iter()
+        .map(serde_json::Value::as_u64)
+        .collect()
+}
+
+#[test]
+fn a_reader_of_the_api_sees_each_day_before_or_after_the_swap_never_between() {
+    let s = setup();
+    let dir = s.dir.path();
+    // v3 keeps pageviews only: the day's event total changes.
+    std::fs::write(
+        dir.join("v3.toml"),
+        format!(
+            "plugin_set = \"v3\"\n[[plugins]]\nname = \"validate\"\npath = {:?}\nconfig = \"allowed_names = pageview\"\n",
+            plugins_dir().join("validate.wasm").display().to_string()
+        ),
+    )
+    .expect("write v3");
+    let key = central::merchant_with_site(&s.db, "a", "a.example");
+    central::init_certs(&dir.join("certs"), "localhost");
+    let api = Central::start(&dir.join("central"), &dir.join("certs"), &s.db, false, "");
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent();
+    let before = api_totals(&agent, &api.api_url, &key).expect("totals before");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, agent, url, key) = (
+            stop.clone(),
+            agent.clone(),
+            api.api_url.clone(),
+            key.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let started = Instant::now();
+            // Bounded: until told, at most 120 s.
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                if let Some(totals) = api_totals(&agent, &url, &key) {
+                    answers.push(totals);
+                }
+            }
+            answers
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(binary("reprocess")
+        .env_remove("HOURGLASS_CONFIG")
+        .env("CLICKHOUSE_URL", &s.db.url)
+        .env("CLICKHOUSE_DATABASE", &s.db.name)
+        .arg("--config")
+        .arg(dir.join("reprocess.toml"))
+        .args(["--plugins"])
+        .arg(dir.join("v3.toml"))
+        .args(["--range", "2026-11-01T00..2026-11-02T00"]));
+    eprintln!("{}", central::text(&out));
+    assert_eq!(out.status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let answers = reader.join().expect("reader");
+    let after = api_totals(&agent, &api.api_url, &key).expect("totals after");
+    assert_ne!(before, after, "v3 changes the day");
+    assert!(
+        after[0] < before[0] && after[1] == before[1],
+        "{before:?} -> {after:?}"
+    );
+    let n_before = answers.iter().filter(|a| **a == before).count();
+    let n_after = answers.iter().filter(|a| **a == after).count();
+    eprintln!(
+        "{} answers during the run: {n_before} before {before:?}, {n_after} after {after:?}",
+        answers.len()
+    );
+    assert!(n_before > 0 && n_after > 0, "the reader saw both states");
+    assert_eq!(
+        n_before + n_after,
+        answers.len(),
+        "an answer was neither before nor after: {:?}",
+        answers.iter().find(|a| **a != before && **a != after)
+    );
 }

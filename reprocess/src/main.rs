@@ -52,7 +52,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
     /// Go on with the checkpoints an interrupted run of the same job left
-    /// (a plain rerun does the same; `--resume` refuses when there are none).
+    /// (a plain rerun does the same; with none, the job starts afresh).
     #[arg(long)]
     resume: bool,
     /// Do not ask: allow a range longer than `max_range_hours`.

@@ -128,14 +128,13 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
         &args.sites.join(","),
         &plugin_set,
     ));
-    if args.resume && !state.is_dir() {
-        return Err(Refused(format!(
-            "--resume: no earlier run of this job (range {range_text}, sites {}, plugin set \
-             {plugin_set}) has left checkpoints in {}; run without --resume to start it",
+    if args.resume && !state.join("job.json").exists() {
+        println!(
+            "--resume: no earlier run of this job ({range_text}, {}, plugin set {plugin_set}) \
+             left state in {}; starting it",
             sites_text(&args.sites),
             state.display()
-        ))
-        .into());
+        );
     }
     let lateness_ms = i64::from(config.max_lateness_hours) * HOUR_MS;
     let window = (
@@ -160,6 +159,22 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
         pipelines.len(),
         if args.dry_run { ", dry run" } else { "" }
     );
+    if !args.dry_run {
+        // Marks the job as started (what `--resume` looks for).
+        std::fs::create_dir_all(&state)
+            .with_context(|| format!("creating the job directory {}", state.display()))?;
+        let job = state.join("job.json");
+        if !job.exists() {
+            let text = serde_json::json!({
+                "range": range_text,
+                "sites": args.sites,
+                "plugin_set": plugin_set,
+                "started_at_unix_s": unix_now(),
+            });
+            std::fs::write(&job, text.to_string())
+                .with_context(|| format!("writing {}", job.display()))?;
+        }
+    }
     let mut record = ReprocessRun {
         run_id: format!("{}-{}", unix_now(), std::process::id()),
         started_at: unix_now() as u32,
@@ -183,7 +198,16 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
         archive: &archive,
     };
     let mut table = Vec::new();
-    let result = run_days(&ctx, &mut pipelines, &days, &state, &range_text, &plugin_set, &mut table).await;
+    let result = run_days(
+        &ctx,
+        &mut pipelines,
+        &days,
+        &state,
+        &range_text,
+        &plugin_set,
+        &mut table,
+    )
+    .await;
     for (_, state, before, after) in &table {
         if !matches!(state, DayState::Skipped) {
             record.rows_before += before.iter().map(|s| s.events).sum::<u64>();
@@ -518,7 +542,9 @@ async fn keep_late_batches(
             .loads_overlapping(day.start_s as u32, day.end_s as u32)
             .await?
             .into_iter()
-            .filter(|l| (l.status == "loaded" || l.status == "loading") && !used.contains(&l.batch_id))
+            .filter(|l| {
+                (l.status == "loaded" || l.status == "loading") && !used.contains(&l.batch_id)
+            })
             .collect();
         match late.iter().find(|l| l.status == "loading") {
             None => break late.into_iter().map(|l| l.batch_id).collect(),
@@ -585,11 +611,9 @@ async fn keep_late_batches(
 fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches, {msg}, ETA {eta}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches, {msg}, ETA {eta}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
     );
     bar.set_prefix(prefix.to_owned());
     bar
@@ -619,7 +643,10 @@ fn print_summary(table: &[TableRow]) {
             DayState::DryRun => "dry run",
         };
         if sites.is_empty() {
-            println!("{day:<10} {:<24} {:>21} {:>21} {:>21}  {state}", "(none)", "0 -> 0", "0 -> 0", "0 -> 0");
+            println!(
+                "{day:<10} {:<24} {:>21} {:>21} {:>21}  {state}",
+                "(none)", "0 -> 0", "0 -> 0", "0 -> 0"
+            );
         }
         for (site, (b, a)) in sites {
             println!(
