@@ -99,6 +99,41 @@ struct DayOutcome {
     batches: usize,
     events: usize,
     late_batches: usize,
+    time: Timings,
+}
+
+/// Where a day's time went (seconds), printed with the day.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    /// Copying the rows that stay into staging.
+    copy: f64,
+    /// Reading batches from the archive.
+    fetch: f64,
+    /// Decoding and running the pipelines (wall time of the threads).
+    process: f64,
+    /// Inserting the new events into staging.
+    insert: f64,
+    /// Rebuilding the day's rollups in staging.
+    rollups: f64,
+    /// `REPLACE PARTITION` of every table, and keeping late batches.
+    swap: f64,
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "copy {:.1} s, fetch {:.1} s, process {:.1} s, insert {:.1} s, rollups {:.1} s, swap {:.1} s",
+            self.copy, self.fetch, self.process, self.insert, self.rollups, self.swap
+        )
+    }
+}
+
+/// Seconds since `start`, and restarts it.
+fn lap(start: &mut Instant) -> f64 {
+    let seconds = start.elapsed().as_secs_f64();
+    *start = Instant::now();
+    seconds
 }
 
 /// What the summary table shows for a day.
@@ -274,13 +309,14 @@ async fn run_days(
         batches += outcome.batches;
         let total = |s: &[SiteDaySummary]| s.iter().map(|s| s.events).sum::<u64>();
         let line = format!(
-            "{progress}: events {} -> {} ({} batches, {} events processed, {} late batch(es) kept, {:.1} s)",
+            "{progress}: events {} -> {} ({} batches, {} events processed, {} late batch(es) kept, {:.1} s: {})",
             total(&outcome.before),
             total(&outcome.after),
             outcome.batches,
             outcome.events,
             outcome.late_batches,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            outcome.time
         );
         if ctx.args.dry_run {
             println!("{line}, not swapped (dry run)");
@@ -386,10 +422,13 @@ async fn reprocess_day(
     }
 
     // 3. Staging: the rows that stay, then the used batches reprocessed.
+    let mut time = Timings::default();
+    let mut clock = Instant::now();
     let staging = warehouse.create_day_staging(day.id).await?;
     warehouse
         .copy_day_outside(&staging, day.id, &selection)
         .await?;
+    time.copy = lap(&mut clock);
     let events = process_into(
         &staging,
         archive,
@@ -401,9 +440,12 @@ async fn reprocess_day(
             })
         },
         progress,
+        &mut time,
     )
     .await?;
+    clock = Instant::now();
     staging.rebuild_rollups(day.id).await?;
+    time.rollups = lap(&mut clock);
     let before = warehouse.day_summary_by_site(day.id).await?;
     let after = staging.day_summary_by_site(day.id).await?;
     if args.dry_run {
@@ -414,13 +456,16 @@ async fn reprocess_day(
             batches: used_keys.len(),
             events,
             late_batches: 0,
+            time,
         });
     }
 
     // 4. Swap, 5. keep the batches the loader loaded meanwhile.
     test_barrier(day.id).await?;
+    clock = Instant::now();
     warehouse.replace_day_from(&staging, day.id).await?;
     let late_batches = keep_late_batches(ctx, day, &selection, &used).await?;
+    time.swap = lap(&mut clock);
     staging.drop_database().await?;
     Ok(DayOutcome {
         before,
@@ -428,6 +473,7 @@ async fn reprocess_day(
         batches: used_keys.len(),
         events,
         late_batches,
+        time,
     })
 }
 
@@ -441,6 +487,7 @@ async fn process_into(
     keys: &[BatchKey],
     keep: impl Fn(&Event) -> bool + Sync,
     progress: &str,
+    time: &mut Timings,
 ) -> Result<usize> {
     let bar = progress_bar(keys.len() as u64, progress);
     let started = Instant::now();
@@ -449,11 +496,14 @@ async fn process_into(
     let (mut pending_rows, mut total) = (0, 0);
     let mut last_line = Instant::now();
     for group in keys.chunks(GROUP_PER_PIPELINE * pipelines.len()) {
+        let mut clock = Instant::now();
         let mut blobs = Vec::with_capacity(group.len());
         for key in group {
             blobs.push((key, archive.get(key).await?));
         }
+        time.fetch += lap(&mut clock);
         let processed = tokio::task::block_in_place(|| process_group(pipelines, &blobs, &keep))?;
+        time.process += lap(&mut clock);
         for (id, events) in processed {
             if events.is_empty() {
                 continue;
@@ -466,6 +516,7 @@ async fn process_into(
             target.insert_event_batches(&pending).await?;
             pending.clear();
             pending_rows = 0;
+            time.insert += lap(&mut clock);
         }
         bar.inc(group.len() as u64);
         let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -479,7 +530,9 @@ async fn process_into(
             last_line = Instant::now();
         }
     }
+    let mut clock = Instant::now();
     target.insert_event_batches(&pending).await?;
+    time.insert += lap(&mut clock);
     bar.finish_and_clear();
     Ok(total)
 }
