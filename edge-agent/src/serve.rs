@@ -1,9 +1,10 @@
 //! `edge-agent serve`: wires the parts together and runs them until
 //! SIGTERM, then drains: stop accepting, write the open batch, ship what
-//! is buffered (up to a deadline), exit 0.
+//! is buffered (up to a deadline), exit 0. `/readyz` on the ops listener
+//! answers 200 only while the ingress accepts beacons.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -138,16 +139,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let ops = TcpListener::bind(config.ops_listen)
         .await
         .with_context(|| format!("binding ops_listen {}", config.ops_listen))?;
-    let ops = tokio::spawn(hourglass_svc::http::serve_ops(
+    // `/readyz`: only once the ingress listens and until the drain starts,
+    // so a rolling deploy moves on when this edge takes beacons again.
+    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = {
+        let ready = ready.clone();
+        let shutdown = shutdown.clone();
+        Arc::new(move || {
+            if shutdown.is_cancelled() {
+                Err("draining".to_owned())
+            } else if ready.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("starting".to_owned())
+            }
+        })
+    };
+    let ops = tokio::spawn(hourglass_svc::http::serve_ops_with_readiness(
         ops,
         metrics.registry.clone(),
         Arc::new(|| Ok(())),
+        readiness,
         shutdown.clone(),
     ));
 
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding listen {}", config.listen))?;
+    ready.store(true, Ordering::Relaxed);
     tracing::info!(listen = %config.listen, edge = %config.edge_id, "edge agent accepting beacons");
     let ingress = Arc::new(Ingress {
         edge_id: config.edge_id.clone(),

@@ -26,6 +26,7 @@ const PLAYBOOKS: &[(&str, &str)] = &[
     ("site.yml", "inventory.example.yml"),
     ("rotate_edge_cert.yml", "inventory.example.yml"),
     ("revoke_edge.yml", "inventory.example.yml"),
+    ("upgrade_edges.yml", "inventory.example.yml"),
     ("check_render.yml", "check/inventory.yml"),
 ];
 

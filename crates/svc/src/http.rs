@@ -1,5 +1,6 @@
 //! The operational HTTP endpoint every service exposes: `/metrics` in the
-//! Prometheus text format and `/healthz`.
+//! Prometheus text format, `/healthz` (the process is up) and `/readyz` (it
+//! is ready for work: what a rolling deploy waits for).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,11 +68,25 @@ where
 /// Answers whether the service is healthy, with a reason when it is not.
 pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until
+/// `shutdown`; `/readyz` answers as `/healthz` does.
 pub async fn serve_ops(
     listener: TcpListener,
     registry: Registry,
     health: HealthCheck,
+    shutdown: CancellationToken,
+) {
+    let ready = health.clone();
+    serve_ops_with_readiness(listener, registry, health, ready, shutdown).await;
+}
+
+/// As [`serve_ops`], with `/readyz` answered by `ready`, for a service that
+/// is up before it can take work (the edge: until its ingress listens).
+pub async fn serve_ops_with_readiness(
+    listener: TcpListener,
+    registry: Registry,
+    health: HealthCheck,
+    ready: HealthCheck,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -87,11 +102,13 @@ pub async fn serve_ops(
         };
         let registry = registry.clone();
         let health = health.clone();
+        let ready = ready.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let registry = registry.clone();
                 let health = health.clone();
-                async move { Ok::<_, Infallible>(route(&req, &registry, &health)) }
+                let ready = ready.clone();
+                async move { Ok::<_, Infallible>(route(&req, &registry, &health, &ready)) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -107,6 +124,7 @@ fn route(
     req: &Request<Incoming>,
     registry: &Registry,
     health: &HealthCheck,
+    ready: &HealthCheck,
 ) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
@@ -127,6 +145,14 @@ fn route(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 format!("unhealthy: {why}\n").into_bytes(),
+            ),
+        },
+        (&Method::GET, "/readyz") => match ready() {
+            Ok(()) => text(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: {why}\n").into_bytes(),
             ),
         },
         _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
