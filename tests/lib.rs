@@ -29,5 +29,6 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the binary can be started")
 }
 
+pub mod central;
 pub mod edge;
 pub mod receiver;
