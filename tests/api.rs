@@ -5,148 +5,15 @@
 //! an invalid query, rate-limits per key, and serves the dashboard and the
 //! OpenAPI document.
 
-use std::path::Path;
-use std::process::{Child, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hourglass_e2e::{binary, run};
+use hourglass_e2e::central::{Central, admin, admin_raw, ca_with_server_cert, field, text};
 use hourglass_model::{BatchId, Event};
-use hourglass_testkit::TestDb;
 use hourglass_warehouse::{Warehouse, WarehouseConfig};
 use serde_json::{Value, json};
 
 /// 2026-03-01T00:00:00Z.
 const MARCH_1: i64 = 1_772_323_200;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `central-ingest admin ARGS` against `db`; asserts success and
-/// returns the `name: value` lines.
-fn admin(db: &TestDb, args: &[&str]) -> Vec<(String, String)> {
-    let out = admin_raw(db, args);
-    assert_eq!(out.status.code(), Some(0), "admin {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn admin_raw(db: &TestDb, args: &[&str]) -> Output {
-    run(binary("central-ingest")
-        .arg("admin")
-        .args(args)
-        .env("CLICKHOUSE_URL", &db.url)
-        .env("CLICKHOUSE_DATABASE", &db.name)
-        .env_remove("HOURGLASS_CONFIG"))
-}
-
-fn field(lines: &[(String, String)], name: &str) -> String {
-    lines
-        .iter()
-        .find(|(k, _)| k == name)
-        .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
-        .1
-        .clone()
-}
-
-/// A running `central-ingest serve` with the API on, loader off.
-struct Central {
-    dir: std::path::PathBuf,
-    api_url: String,
-    ops_url: String,
-    child: Child,
-}
-
-impl Central {
-    fn start(dir: &Path, db: &TestDb) -> Central {
-        let certs = dir.join("certs");
-        for args in [&["init"][..], &["issue-server", "localhost"][..]] {
-            let out = run(binary("central-ingest")
-                .arg("certs")
-                .arg("--dir")
-                .arg(&certs)
-                .args(args));
-            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        }
-        let port = || hourglass_testkit::free_port().unwrap();
-        let (quic, ops, api) = (port(), port(), port());
-        let config = dir.join("central.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "quic_listen = \"127.0.0.1:{quic}\"\nops_listen = \"127.0.0.1:{ops}\"\n\
-                 archive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\n\
-                 [loader]\nenabled = false\n\
-                 [api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\nkey_cache_ttl_secs = 1\n",
-                archive = dir.join("archive").display(),
-                certs = certs.display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("central.log")).unwrap();
-        let child = binary("central-ingest")
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("CLICKHOUSE_URL", &db.url)
-            .env("CLICKHOUSE_DATABASE", &db.name)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut central = Central {
-            dir: dir.to_path_buf(),
-            api_url: format!("http://127.0.0.1:{api}"),
-            ops_url: format!("http://127.0.0.1:{ops}"),
-            child,
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = ureq::get(&format!("{}/api/v1/openapi.json", central.api_url)).call()
-                && r.status() == 200
-            {
-                return central;
-            }
-            if let Ok(Some(status)) = central.child.try_wait() {
-                panic!("central-ingest exited with {status}:\n{}", central.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "central-ingest API did not start:\n{}",
-                central.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("central.log")).unwrap_or_default()
-    }
-
-    fn metrics(&self) -> String {
-        ureq::get(&format!("{}/metrics", self.ops_url))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-    }
-}
-
-impl Drop for Central {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Answer {
     status: u16,
@@ -342,8 +209,10 @@ fn admin_cli_keys_query_limits_and_dashboard() {
         .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let central = Central::start(tmp.path(), &db);
-    let url = central.api_url.as_str();
+    let certs = tmp.path().join("certs");
+    ca_with_server_cert(&certs);
+    let central = Central::start_with_api(tmp.path(), &certs, &db, false);
+    let url = central.api_url.as_deref().expect("the API is on");
     let totals = |site: &str| {
         json!({
             "site_id": site,
@@ -514,7 +383,12 @@ fn admin_cli_keys_query_limits_and_dashboard() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/api/v1/query"]["post"].is_object());
 
-    let metrics = central.metrics();
+    let metrics = ureq::get(&format!("{}/metrics", central.ops_url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
     for status in ["200", "400", "401", "404", "429"] {
         let sample = format!("hourglass_central_api_requests_total{{status=\"{status}\"}}");
         assert!(metrics.contains(&sample), "{sample} missing:\n{metrics}");

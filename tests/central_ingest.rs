@@ -3,33 +3,17 @@
 //! `central-ingest serve`, whose archive then holds every event exactly once.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use hourglass_archive::{Archive, Hour};
+use hourglass_e2e::central::{Central, archived, certs, count, text, warehouse_counts};
 use hourglass_e2e::edge::{DOMAIN, EDGE_ID, Edge};
 use hourglass_e2e::receiver::SERVER_NAME;
 use hourglass_e2e::{binary, run};
-use hourglass_model::{BatchId, decode_batch};
+use hourglass_model::BatchId;
 use hourglass_pki::{CertDir, EdgeName};
 use hourglass_transport::{Client, ClientCerts, RejectReason, Response, client_endpoint};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn certs(dir: &Path, args: &[&str]) -> Output {
-    run(binary("central-ingest")
-        .arg("certs")
-        .arg("--dir")
-        .arg(dir)
-        .args(args))
-}
 
 #[test]
 fn certs_commands_write_the_ca_directory_and_say_where() {
@@ -92,160 +76,6 @@ fn certs_commands_write_the_ca_directory_and_say_where() {
         .env_remove("CLICKHOUSE_URL"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(CertDir::new(&other).ca_cert_path().exists());
-}
-
-/// A running `central-ingest serve` on free ports.
-struct Central {
-    dir: PathBuf,
-    quic: SocketAddr,
-    ops_url: String,
-    child: Option<Child>,
-}
-
-impl Central {
-    /// Starts with `extra_toml` (sections) after the generated settings and
-    /// the warehouse from `db` (or the loader off without one).
-    fn start(
-        dir: &Path,
-        certs: &Path,
-        db: Option<&hourglass_testkit::TestDb>,
-        extra_toml: &str,
-    ) -> Central {
-        std::fs::create_dir_all(dir).unwrap();
-        let quic: SocketAddr = format!("127.0.0.1:{}", hourglass_testkit::free_port().unwrap())
-            .parse()
-            .unwrap();
-        let ops = hourglass_testkit::free_port().unwrap();
-        let config = dir.join("central.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "quic_listen = \"{quic}\"\nops_listen = \"127.0.0.1:{ops}\"\n\
-                 archive_dir = \"{archive}\"\ncerts_dir = \"{certs}\"\ncrl_reload_secs = 1\n\
-                 [loader]\nenabled = {loader}\nmax_wait_ms = 200\n{extra_toml}\n",
-                archive = dir.join("archive").display(),
-                certs = certs.display(),
-                loader = db.is_some(),
-            ),
-        )
-        .unwrap();
-        let (url, database) = db.map_or((String::new(), "unused".to_string()), |db| {
-            (db.url.clone(), db.name.clone())
-        });
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("central.log"))
-            .unwrap();
-        let child = binary("central-ingest")
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env(
-                "CLICKHOUSE_URL",
-                if url.is_empty() {
-                    "http://127.0.0.1:8123"
-                } else {
-                    &url
-                },
-            )
-            .env("CLICKHOUSE_DATABASE", database)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut central = Central {
-            dir: dir.to_path_buf(),
-            quic,
-            ops_url: format!("http://127.0.0.1:{ops}"),
-            child: Some(child),
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = ureq::get(&format!("{}/healthz", central.ops_url)).call()
-                && r.status() == 200
-            {
-                return central;
-            }
-            if let Some(status) = central
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("central-ingest exited with {status}:\n{}", central.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "central-ingest did not start:\n{}",
-                central.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("central.log")).unwrap_or_default()
-    }
-
-    fn archive_dir(&self) -> PathBuf {
-        self.dir.join("archive")
-    }
-
-    fn metric(&self, sample: &str) -> f64 {
-        let text = ureq::get(&format!("{}/metrics", self.ops_url))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse().unwrap()))
-            .unwrap_or(0.0)
-    }
-
-    /// SIGTERM, and the exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        child.wait().ok()?.code()
-    }
-}
-
-impl Drop for Central {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// What the archive holds: (batches, raw hits, events), every batch decoded.
-fn archived(dir: &Path) -> (usize, usize, usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let archive = Archive::local(dir).unwrap();
-        let (mut batches, mut hits, mut events) = (0, 0, 0);
-        for hour in archive.raw_hours().await.unwrap() {
-            for key in archive.list_hours(hour, hour.next()).await.unwrap() {
-                let batch = decode_batch(&archive.get(&key).await.unwrap()).unwrap();
-                assert_eq!(batch.id(), Some(&key.batch_id));
-                let first = batch.raw_hits[0].received_at_ms;
-                assert_eq!(Hour::from_unix_ms(first).unwrap(), key.hour);
-                batches += 1;
-                hits += batch.raw_hits.len();
-                events += batch.events.len();
-            }
-        }
-        (batches, hits, events)
-    })
 }
 
 const PER_REQUEST: usize = 100;
@@ -457,24 +287,6 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-fn count(db: &hourglass_testkit::TestDb, sql: &str) -> u64 {
-    let out = db.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    out.trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{sql}: {out:?}: {e}"))
-}
-
-/// Every rollup's event count, and `events`'s.
-fn warehouse_counts(db: &hourglass_testkit::TestDb) -> [u64; 5] {
-    [
-        count(db, "SELECT count() FROM events"),
-        count(db, "SELECT countMerge(events) FROM site_hourly"),
-        count(db, "SELECT countMerge(events) FROM pages_hourly"),
-        count(db, "SELECT countMerge(events) FROM sources_hourly"),
-        count(db, "SELECT countMerge(events) FROM sessions"),
-    ]
 }
 
 #[test]

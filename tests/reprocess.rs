@@ -836,23 +836,19 @@ fn a_reader_of_the_api_sees_each_day_before_or_after_the_swap_never_between() {
     )
     .expect("write v3");
     let key = central::merchant_with_site(&s.db, "a", "a.example");
-    central::init_certs(&dir.join("certs"), "localhost");
-    let api = Central::start(&dir.join("central"), &dir.join("certs"), &s.db, false, "");
+    central::ca_with_server_cert(&dir.join("certs"));
+    let central = Central::start_with_api(&dir.join("central"), &dir.join("certs"), &s.db, false);
+    let api_url = central.api_url.clone().expect("the API is on");
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .new_agent();
-    let before = api_totals(&agent, &api.api_url, &key).expect("totals before");
+    let before = api_totals(&agent, &api_url, &key).expect("totals before");
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (stop, agent, url, key) = (
-            stop.clone(),
-            agent.clone(),
-            api.api_url.clone(),
-            key.clone(),
-        );
+        let (stop, agent, url, key) = (stop.clone(), agent.clone(), api_url.clone(), key.clone());
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             let started = Instant::now();
@@ -880,7 +876,7 @@ fn a_reader_of_the_api_sees_each_day_before_or_after_the_swap_never_between() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let answers = reader.join().expect("reader");
-    let after = api_totals(&agent, &api.api_url, &key).expect("totals after");
+    let after = api_totals(&agent, &api_url, &key).expect("totals after");
     assert_ne!(before, after, "v3 changes the day");
     assert!(
         after[0] < before[0] && after[1] == before[1],

@@ -1,11 +1,9 @@
 //! Reading a test warehouse back: a day's rows of `events` and of every
-//! rollup, finalized, to compare two warehouses or a warehouse with its own
-//! rollups recomputed from `events`.
+//! rollup, finalized, to compare two warehouses.
 
 use std::collections::BTreeMap;
 
 use hourglass_testkit::TestDb;
-use hourglass_warehouse::{Warehouse, WarehouseConfig};
 
 /// The result rows of `sql` as TSV lines, sorted.
 pub fn rows(db: &TestDb, sql: &str) -> Vec<String> {
@@ -66,42 +64,4 @@ pub fn dump(db: &TestDb, day: u32, cond: &str) -> BTreeMap<&'static str, Vec<Str
         ),
         ("sessions", rows(db, &sessions)),
     ])
-}
-
-/// Asserts that every rollup of `day` equals the rollup rebuilt from the
-/// day's `events` with the views' own SELECTs (in a scratch copy).
-pub fn assert_rollups_match_events(db: &TestDb, day: u32) {
-    let config = WarehouseConfig {
-        url: db.url.clone(),
-        database: db.name.clone(),
-        ..WarehouseConfig::default()
-    };
-    let scratch = tokio::runtime::Runtime::new()
-        .expect("a runtime")
-        .block_on(async {
-            let live = Warehouse::new(&config).expect("a warehouse");
-            let scratch = live.create_day_staging(day).await.expect("scratch tables");
-            let copy = format!(
-                "INSERT INTO `{}`.events SELECT * FROM `{}`.events WHERE toYYYYMMDD(ts) = {day}",
-                scratch.database(),
-                db.name
-            );
-            db.query(&copy).expect("copy events");
-            scratch.rebuild_rollups(day).await.expect("rebuild rollups");
-            scratch.database().to_owned()
-        });
-    let rebuilt = TestDb {
-        url: db.url.clone(),
-        name: scratch,
-    };
-    let (live, expected) = (dump(db, day, "1"), dump(&rebuilt, day, "1"));
-    db.query(&format!("DROP DATABASE `{}`", rebuilt.name))
-        .expect("drop scratch");
-    for table in ["site_hourly", "pages_hourly", "sources_hourly", "sessions"] {
-        assert_eq!(
-            live[table], expected[table],
-            "{table} of day {day} differs from the rollup recomputed from events"
-        );
-    }
-    assert!(!live["events"].is_empty() || expected["site_hourly"].is_empty());
 }

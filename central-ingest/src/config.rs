@@ -86,10 +86,14 @@ impl Default for LoaderConfig {
     }
 }
 
-/// Receiver back-pressure.
+/// The receiver role (QUIC → archive) and its back-pressure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReceiverConfig {
+    /// Run the receiver in this process. Off, the process is a loader (or
+    /// API) node reading an archive that receivers on other processes or
+    /// nodes write: no QUIC endpoint, no certificates needed.
+    pub enabled: bool,
     /// Batches being verified and archived at once; past this, edges are
     /// answered Busy.
     pub max_in_flight: u32,
@@ -100,6 +104,7 @@ pub struct ReceiverConfig {
 impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
+            enabled: true,
             max_in_flight: 64,
             busy_retry_after_ms: 1000,
         }
@@ -168,6 +173,12 @@ impl Validate for RawConfig {
             problems.push(Problem::new(
                 "receiver.busy_retry_after_ms",
                 "must be at least 1 ms, or busy edges retry in a tight loop",
+            ));
+        }
+        if !self.receiver.enabled && !self.loader.enabled && !self.api.enabled {
+            problems.push(Problem::new(
+                "receiver.enabled",
+                "receiver, loader and api are all off: this process would do nothing",
             ));
         }
         if self.crl_reload_secs == 0 {

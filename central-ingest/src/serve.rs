@@ -1,8 +1,12 @@
 //! `central-ingest serve`: wires the roles together — the QUIC receiver
-//! (with the archive behind it), the loader, the ops endpoint, the
-//! retention sweep and the CRL reload — and drains on SIGTERM: no new
+//! (with the archive behind it), the loader, the API, the ops endpoint,
+//! the retention sweep and the CRL reload — and drains on SIGTERM: no new
 //! connections or streams, batches being archived finish and their Acks
 //! reach the edges, a load in progress finishes.
+//!
+//! Roles run together by default; `receiver.enabled`, `loader.enabled` and
+//! `api.enabled` split them across processes or nodes that share the
+//! archive (the loader finds batches by listing it).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,11 +30,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let archive = Archive::local(&config.archive_dir)?;
-    let cert_dir = CertDir::new(&config.certs_dir);
-    let certs = server_certs(&cert_dir)?;
-    let endpoint = server_endpoint(config.quic_listen, &certs)?;
-    let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
-
     let metrics = Metrics::new();
     let ops = TcpListener::bind(config.ops_listen)
         .await
@@ -70,14 +69,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         None => None,
     };
 
-    tokio::spawn(reload_crl(
-        config.crl_reload,
-        endpoint.clone(),
-        cert_dir,
-        certs,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
     if config.archive_retention_hours > 0 {
         tokio::spawn(sweep(
             archive.clone(),
@@ -87,12 +78,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ));
     }
 
-    tracing::info!(
-        quic = %quic_addr,
-        ops = %config.ops_listen,
-        archive = %config.archive_dir.display(),
-        "central-ingest receiving"
-    );
     let mut receiver = Receiver::new(
         archive.clone(),
         metrics.clone(),
@@ -101,8 +86,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let loader = if config.loader.enabled {
         let warehouse = Warehouse::new(&config.warehouse)?;
+        // In one process the receiver hands the loader each archived key at
+        // once; a loader of its own finds them by listing the archive.
         let (tx, rx) = mpsc::unbounded_channel();
-        receiver = receiver.notify(tx);
+        if config.receiver.enabled {
+            receiver = receiver.notify(tx);
+        }
         let settings = LoaderSettings {
             lookback_hours: config.loader.lookback_hours,
             max_rows: config.loader.max_rows as usize,
@@ -115,6 +104,53 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::info!("loader off (loader.enabled = false): batches are archived only");
         None
     };
+
+    if config.receiver.enabled {
+        receive(&config, receiver, metrics, shutdown).await?;
+    } else {
+        tracing::info!(
+            ops = %config.ops_listen,
+            archive = %config.archive_dir.display(),
+            "receiver off (receiver.enabled = false): loading what other receivers archive"
+        );
+        shutdown.cancelled().await;
+    }
+    if let Some(loader) = loader {
+        let _ = loader.await;
+    }
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    tracing::info!("central-ingest stopped");
+    Ok(())
+}
+
+/// The receiver role: the QUIC endpoint and its CRL reload, until
+/// `shutdown`; batches being archived finish and are Acked.
+async fn receive(
+    config: &Config,
+    receiver: Receiver,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cert_dir = CertDir::new(&config.certs_dir);
+    let certs = server_certs(&cert_dir)?;
+    let endpoint = server_endpoint(config.quic_listen, &certs)?;
+    let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
+    tokio::spawn(reload_crl(
+        config.crl_reload,
+        endpoint.clone(),
+        cert_dir,
+        certs,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        quic = %quic_addr,
+        ops = %config.ops_listen,
+        archive = %config.archive_dir.display(),
+        "central-ingest receiving"
+    );
     let server = hourglass_transport::Server::new(endpoint, Arc::new(receiver));
     let stats = server.stats();
     let exported = tokio::spawn(export_transport_stats(
@@ -124,14 +160,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
     server.serve(shutdown).await;
     let _ = exported.await;
-    if let Some(loader) = loader {
-        let _ = loader.await;
-    }
-    if let Some(api) = api {
-        let _ = api.await;
-    }
     tracing::info!(totals = ?stats.snapshot(), "transport totals");
-    tracing::info!("central-ingest stopped");
     Ok(())
 }
 

@@ -42,6 +42,8 @@ pub struct ClickHouseServer {
     pub pid: u32,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// `pid` is the watchdog's (`Lifetime::TiedTo`).
+    watchdog: bool,
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -171,6 +173,7 @@ impl ClickHouseServer {
             pid: child.id(),
             dir,
             child: Some(child),
+            watchdog: matches!(lifetime, Lifetime::TiedTo(_)),
         };
         let limit = Duration::from_secs(60);
         let started = Instant::now();
@@ -210,6 +213,65 @@ impl ClickHouseServer {
         let _ = child.wait();
     }
 
+    /// Kills the server process with SIGKILL, as a crash would, keeping its
+    /// data directory and ports for [`ClickHouseServer::restart`]; returns
+    /// once it no longer answers. Only for `Lifetime::TiedTo` servers (the
+    /// watchdog does it); tests use it on a server of their own, never on
+    /// the shared one.
+    pub fn crash(&self) -> Result<(), ServerError> {
+        self.signal_watchdog("-USR1")?;
+        let started = Instant::now();
+        while ping(&self.url) {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(ServerError::Http(format!(
+                    "{} still answers 10 s after the kill",
+                    self.url
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Starts a server [`ClickHouseServer::crash`]ed on the same data
+    /// directory and ports; returns once `/ping` answers.
+    pub fn restart(&self) -> Result<(), ServerError> {
+        self.signal_watchdog("-USR2")?;
+        let limit = Duration::from_secs(60);
+        let started = Instant::now();
+        while !ping(&self.url) {
+            if started.elapsed() > limit {
+                return Err(ServerError::NotReady(
+                    limit,
+                    self.dir.join("log").join("clickhouse-server.err.log"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn signal_watchdog(&self, signal: &str) -> Result<(), ServerError> {
+        if self.child.is_none() || !self.watchdog {
+            return Err(ServerError::Http(
+                "only a running server with Lifetime::TiedTo can be crashed and restarted".into(),
+            ));
+        }
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.pid.to_string())
+            .status()
+            .map_err(io("signalling the clickhouse-server watchdog"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ServerError::Http(format!(
+                "kill {signal} {} failed: {status}",
+                self.pid
+            )))
+        }
+    }
+
     /// Forgets the child handle so dropping this value leaves the server
     /// running (the dev stack stops it later by pid).
     pub fn detach(mut self) -> u32 {
@@ -226,11 +288,17 @@ impl Drop for ClickHouseServer {
 
 /// `$1` binary, `$2` config, `$3` pid to outlive, `$4` data dir to remove.
 /// Stops the server when `$3` exits or when this shell gets SIGTERM.
+/// SIGUSR1 kills the server alone (SIGKILL, as a crash would) and keeps
+/// its data; SIGUSR2 starts it again with the same config (outage tests).
 const WATCHDOG: &str = r#"
-"$1" --config-file="$2" >/dev/null 2>&1 &
-ch=$!
+bin=$1 config=$2
+start() { "$bin" --config-file="$config" >/dev/null 2>&1 & ch=$!; }
+start
+down=0
 trap 'kill "$ch" 2>/dev/null; wait "$ch"; rm -rf "$4"; exit 0' TERM INT
-while kill -0 "$3" 2>/dev/null && kill -0 "$ch" 2>/dev/null; do sleep 1; done
+trap 'kill -KILL "$ch" 2>/dev/null; wait "$ch"; down=1' USR1
+trap 'start; down=0' USR2
+while kill -0 "$3" 2>/dev/null && { [ "$down" = 1 ] || kill -0 "$ch" 2>/dev/null; }; do sleep 1; done
 kill "$ch" 2>/dev/null
 wait "$ch"
 rm -rf "$4"
