@@ -394,3 +394,81 @@ fn admin_cli_keys_query_limits_and_dashboard() {
         assert!(metrics.contains(&sample), "{sample} missing:\n{metrics}");
     }
 }
+
+#[test]
+fn realtime_counts_the_last_30_minutes_for_the_keys_sites_only() {
+    let db = hourglass_testkit::fresh_database();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wh = Warehouse::new(&WarehouseConfig {
+        url: db.url.clone(),
+        database: db.name.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+    let key = hourglass_e2e::central::merchant_with_site(&db, "rt-site", "shop.example");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // (visitor, seconds ago, page, name): visitor 3 left 45 minutes ago.
+    let events: Vec<Event> = [
+        (1, 60, "/a", "pageview"),
+        (2, 120, "/a", "pageview"),
+        (2, 30, "/b", "pageview"),
+        (3, 45 * 60, "/old", "pageview"),
+        (4, 10, "/b", "signup"),
+    ]
+    .into_iter()
+    .map(|(visitor, ago, page, name)| Event {
+        name: name.into(),
+        ..event("rt-site", visitor, visitor, now_s - ago - MARCH_1, page)
+    })
+    .collect();
+    rt.block_on(wh.insert_event_batches(&[(
+        BatchId {
+            edge_id: "edge-rt".into(),
+            seq: 1,
+        },
+        "none".into(),
+        events,
+    )]))
+    .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    ca_with_server_cert(&certs);
+    let central = Central::start_with_api(tmp.path(), &certs, &db, false);
+    let url = central.api_url.as_deref().expect("the API is on");
+    let get = |site: Option<&str>, key: Option<&str>| {
+        let mut req = agent().get(&match site {
+            Some(site) => format!("{url}/api/v1/realtime?site_id={site}"),
+            None => format!("{url}/api/v1/realtime"),
+        });
+        if let Some(key) = key {
+            req = req.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut r = req.call().unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str::<Value>(&text).unwrap())
+    };
+    let (status, body) = get(Some("shop.example"), Some(&key));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "site_id": "shop.example",
+            "window_minutes": 30,
+            "visitors": 3,
+            "pageviews": 3,
+            "top_pages": [{"page": "/a", "visitors": 2}, {"page": "/b", "visitors": 1}],
+        })
+    );
+    assert_eq!(get(Some("other.example"), Some(&key)).0, 404);
+    assert_eq!(get(None, Some(&key)).0, 400);
+    assert_eq!(get(Some("shop.example"), None).0, 401);
+}

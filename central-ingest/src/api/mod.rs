@@ -6,6 +6,8 @@
 //!   `site_id` is the site's domain. A key that may not read that site
 //!   gets exactly the answer an unknown site gets (`404 {"error": "site
 //!   not found"}`), so keys cannot probe which domains exist.
+//! - `GET /api/v1/realtime?site_id=DOMAIN`: visitors and pageviews of the
+//!   last 30 minutes and the top pages now (same keys, limits and 404s).
 //! - `GET /api/v1/openapi.json`: the OpenAPI 3 document of the above.
 //! - `GET /dashboard`: one static page that calls the query endpoint.
 //!
@@ -23,6 +25,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use hourglass_warehouse::metadata::KeyGrant;
 use hourglass_warehouse::query::{QueryError, QueryRunError};
 use hourglass_warehouse::{Query, Warehouse};
 use http_body_util::{BodyExt, Full, Limited};
@@ -93,6 +96,7 @@ impl Api {
     async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::POST, "/api/v1/query") => self.query(req).await,
+            (&Method::GET, "/api/v1/realtime") => self.realtime(req).await,
             (&Method::GET, "/api/v1/openapi.json") => {
                 body(StatusCode::OK, "application/json", OPENAPI_JSON)
             }
@@ -105,23 +109,28 @@ impl Api {
                     .insert("location", HeaderValue::from_static("/dashboard"));
                 r
             }
-            (_, "/api/v1/query" | "/api/v1/openapi.json" | "/dashboard") => {
+            (_, "/api/v1/query" | "/api/v1/realtime" | "/api/v1/openapi.json" | "/dashboard") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
 
-    async fn query(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(key) = bearer(&req) else {
-            return unauthorized();
+    /// The caller's key grant, or the answer to send: 401 without a valid
+    /// key, 429 (with `Retry-After`) over the key's rate.
+    async fn grant(&self, req: &Request<Incoming>) -> Result<Arc<KeyGrant>, Response<Full<Bytes>>> {
+        let Some(key) = bearer(req) else {
+            return Err(unauthorized());
         };
         let grant = match self.keys.resolve(&key).await {
             Ok(Some(grant)) => grant,
-            Ok(None) => return unauthorized(),
+            Ok(None) => return Err(unauthorized()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve an API key");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable",
+                ));
             }
         };
         if let Err(wait) = self.keys.check_rate(&grant) {
@@ -129,8 +138,54 @@ impl Api {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            return r;
+            return Err(r);
         }
+        Ok(grant)
+    }
+
+    /// `GET /api/v1/realtime?site_id=DOMAIN`: visitors and pageviews of
+    /// the last 30 minutes and the top pages now. Never cached.
+    async fn realtime(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let grant = match self.grant(&req).await {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
+        let domain = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "site_id")
+                .map(|(_, v)| v.into_owned())
+        });
+        let Some(domain) = domain.filter(|d| !d.is_empty()) else {
+            return invalid(
+                StatusCode::BAD_REQUEST,
+                "site_id",
+                "required query parameter: the site's domain, e.g. ?site_id=example.com",
+            );
+        };
+        let Some(site) = grant.site_by_domain(&domain) else {
+            return error(StatusCode::NOT_FOUND, "site not found");
+        };
+        let now_s = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        match self.warehouse.realtime(&site.site_id, now_s).await {
+            Ok(r) => {
+                let mut out = json!(r);
+                out["site_id"] = json!(domain);
+                body(StatusCode::OK, "application/json", out.to_string())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, site = %site.site_id, "realtime failed");
+                error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+            }
+        }
+    }
+
+    async fn query(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let grant = match self.grant(&req).await {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
         let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
             .collect()
             .await

@@ -33,6 +33,7 @@ mod ident;
 mod loads;
 pub mod metadata;
 pub mod query;
+mod realtime;
 mod reconcile;
 mod reprocess;
 mod warehouse;
@@ -44,6 +45,7 @@ pub use event_row::{MAX_TIMESTAMP_S, unix_seconds};
 pub use ident::{is_identifier, validate_identifier};
 pub use loads::{LoadEntry, LoadStatus};
 pub use query::{Query, QueryResult, Source, plan, plan_from};
+pub use realtime::{PageVisitors, REALTIME_WINDOW_S, Realtime};
 pub use reconcile::{HourlyCounts, HourlyRollup, SessionCounts, TimeRange};
 pub use reprocess::{
     BatchDayRows, DAY_TABLES, DaySummary, ReprocessRun, Selection, SiteDaySummary,
