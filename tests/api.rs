@@ -472,3 +472,189 @@ fn realtime_counts_the_last_30_minutes_for_the_keys_sites_only() {
     assert_eq!(get(None, Some(&key)).0, 400);
     assert_eq!(get(Some("shop.example"), None).0, 401);
 }
+
+/// Sends `body` (JSON) with `method` to `path` with `key`: (status, JSON).
+fn call(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let a = agent();
+    let target = format!("{url}{path}");
+    let auth = format!("Bearer {key}");
+    let mut r = match (method, body) {
+        ("POST", Some(b)) => a
+            .post(&target)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
+        ("DELETE", _) => a.delete(&target).header("Authorization", &auth).call(),
+        _ => a.get(&target).header("Authorization", &auth).call(),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn goals_conversion_rates_and_a_three_step_funnel_match_a_hand_count() {
+    let db = hourglass_testkit::fresh_database();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wh = Warehouse::new(&WarehouseConfig {
+        url: db.url.clone(),
+        database: db.name.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+    let key = hourglass_e2e::central::merchant_with_site(&db, "ka", "ka.example");
+    // One session per visitor on 2026-03-01: (visitor, seconds, page, name).
+    let visits: &[(u64, i64, &str, &str)] = &[
+        (1, 0, "/", "pageview"),
+        (1, 60, "/pricing", "pageview"),
+        (1, 120, "/pricing", "signup"),
+        (1, 180, "/thanks", "pageview"),
+        (2, 0, "/", "pageview"),
+        (2, 30, "/pricing", "pageview"),
+        (3, 0, "/pricing", "pageview"),
+        (3, 10, "/pricing", "signup"),
+        (4, 0, "/", "pageview"),
+        (5, 0, "/blog/a", "pageview"),
+        (5, 5, "/blog/a", "signup"),
+        (5, 10, "/", "pageview"),
+        (5, 20, "/pricing", "pageview"),
+    ];
+    let events: Vec<Event> = visits
+        .iter()
+        .map(|&(v, t, page, name)| Event {
+            name: name.into(),
+            ..event("ka", v, v, 3600 * v as i64 + t, page)
+        })
+        .collect();
+    rt.block_on(wh.insert_event_batches(&[(
+        BatchId {
+            edge_id: "edge-ka".into(),
+            seq: 1,
+        },
+        "none".into(),
+        events,
+    )]))
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    ca_with_server_cert(&certs);
+    let central = Central::start_with_api(tmp.path(), &certs, &db, false);
+    let url = central.api_url.as_deref().expect("the API is on");
+
+    for goal in [
+        json!({"site_id": "ka.example", "name": "Signup", "event_name": "signup"}),
+        json!({"site_id": "ka.example", "name": "Pricing", "page_path": "/pricing"}),
+        json!({"site_id": "ka.example", "name": "Home", "page_path": "/"}),
+        json!({"site_id": "ka.example", "name": "Blog", "page_path": "/blog/*"}),
+    ] {
+        let (status, body) = call(url, &key, "POST", "/api/v1/goals", Some(goal));
+        assert_eq!(status, 201, "{body}");
+    }
+    let refused = [
+        json!({"site_id": "ka.example", "name": "Home", "page_path": "/x"}),
+        json!({"site_id": "ka.example", "name": "Both", "page_path": "/x", "event_name": "x"}),
+    ];
+    for goal in refused {
+        assert_eq!(call(url, &key, "POST", "/api/v1/goals", Some(goal)).0, 400);
+    }
+    let (_, listed) = call(url, &key, "GET", "/api/v1/goals?site_id=ka.example", None);
+    assert_eq!(listed["goals"].as_array().unwrap().len(), 4, "{listed}");
+    let funnel = json!({"site_id": "ka.example", "name": "Purchase",
+                        "steps": ["Home", "Pricing", "Signup"]});
+    assert_eq!(
+        call(url, &key, "POST", "/api/v1/funnels", Some(funnel)).0,
+        201
+    );
+    let unknown = json!({"site_id": "ka.example", "name": "X", "steps": ["Home", "Nope"]});
+    assert_eq!(
+        call(url, &key, "POST", "/api/v1/funnels", Some(unknown)).0,
+        404
+    );
+
+    // By hand: 5 visitors; Signup by 1, 3, 5; Pricing viewed by 1, 2, 3,
+    // 5; Home by 1, 2, 4, 5; Blog by 5.
+    let day = json!(["2026-03-01", "2026-03-01"]);
+    let (status, body) = call(
+        url,
+        &key,
+        "POST",
+        "/api/v1/query",
+        Some(json!({"site_id": "ka.example", "date_range": day,
+                    "metrics": ["visitors", "events", "conversion_rate"],
+                    "dimensions": ["event:goal"], "order_by": [["event:goal", "asc"]]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"],
+        json!([
+            {"dimensions": ["Blog"], "metrics": [1, 1, 20.0]},
+            {"dimensions": ["Home"], "metrics": [4, 4, 80.0]},
+            {"dimensions": ["Pricing"], "metrics": [4, 4, 80.0]},
+            {"dimensions": ["Signup"], "metrics": [3, 3, 60.0]},
+        ]),
+        "{body}"
+    );
+    let (_, body) = call(
+        url,
+        &key,
+        "POST",
+        "/api/v1/query",
+        Some(json!({"site_id": "ka.example", "date_range": day,
+                    "metrics": ["visitors", "conversion_rate"],
+                    "filters": [["is", "event:goal", ["Signup"]]]})),
+    );
+    assert_eq!(
+        body["results"],
+        json!([{"dimensions": [], "metrics": [3, 60.0]}]),
+        "{body}"
+    );
+
+    // The funnel Home → Pricing → Signup, in order within a session:
+    // visitor 1 does all three; 2 and 5 reach Pricing (5 signed up
+    // before Home); 4 only Home; 3 never saw Home.
+    let (status, body) = call(
+        url,
+        &key,
+        "POST",
+        "/api/v1/funnel",
+        Some(json!({"site_id": "ka.example", "funnel": "Purchase", "date_range": day})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["steps"],
+        json!([
+            {"goal": "Home", "visitors": 4, "conversion_rate": 100.0, "dropoff": 0},
+            {"goal": "Pricing", "visitors": 3, "conversion_rate": 75.0, "dropoff": 1},
+            {"goal": "Signup", "visitors": 1, "conversion_rate": 25.0, "dropoff": 2},
+        ]),
+        "{body}"
+    );
+    assert_eq!(
+        call(
+            url,
+            &key,
+            "POST",
+            "/api/v1/funnel",
+            Some(json!({"site_id": "ka.example", "funnel": "Nope", "date_range": day}))
+        )
+        .0,
+        404
+    );
+    // Deleting a goal.
+    let goal_id = listed["goals"][3]["goal_id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        url,
+        &key,
+        "DELETE",
+        &format!("/api/v1/goals/{goal_id}?site_id=ka.example"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, listed) = call(url, &key, "GET", "/api/v1/goals?site_id=ka.example", None);
+    assert_eq!(listed["goals"].as_array().unwrap().len(), 3, "{listed}");
+}

@@ -17,6 +17,7 @@
 //! `hourglass_central_api_requests_total{status}`.
 
 pub mod admin;
+mod goals;
 mod keys;
 
 use std::collections::HashMap;
@@ -97,6 +98,10 @@ impl Api {
         match (req.method(), req.uri().path()) {
             (&Method::POST, "/api/v1/query") => self.query(req).await,
             (&Method::GET, "/api/v1/realtime") => self.realtime(req).await,
+            (&Method::GET | &Method::POST, "/api/v1/goals") => self.goals(req).await,
+            (&Method::DELETE, p) if p.starts_with("/api/v1/goals/") => self.goals(req).await,
+            (&Method::GET | &Method::POST, "/api/v1/funnels") => self.funnels(req).await,
+            (&Method::POST, "/api/v1/funnel") => self.funnel(req).await,
             (&Method::GET, "/api/v1/openapi.json") => {
                 body(StatusCode::OK, "application/json", OPENAPI_JSON)
             }
@@ -109,9 +114,16 @@ impl Api {
                     .insert("location", HeaderValue::from_static("/dashboard"));
                 r
             }
-            (_, "/api/v1/query" | "/api/v1/realtime" | "/api/v1/openapi.json" | "/dashboard") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            (
+                _,
+                "/api/v1/query"
+                | "/api/v1/realtime"
+                | "/api/v1/goals"
+                | "/api/v1/funnels"
+                | "/api/v1/funnel"
+                | "/api/v1/openapi.json"
+                | "/dashboard",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -239,7 +251,26 @@ impl Api {
         if raw.get("timezone").is_none() && !site.timezone.is_empty() {
             query.timezone = site.timezone.clone();
         }
-        let cache_key = serde_json::to_string(&query).unwrap_or_default();
+        if query.dimensions.iter().any(|d| d == "event:goal")
+            || query.metrics.iter().any(|m| m == "conversion_rate")
+            || raw
+                .get("filters")
+                .is_some_and(|f| f.to_string().contains("event:goal"))
+        {
+            match self.warehouse.goals(&site.site_id).await {
+                Ok(rows) => query.goals = rows.iter().map(|g| g.goal()).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, site = %site.site_id, "cannot read goals");
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+                }
+            }
+        }
+        // Goals are part of the answer's key (they are skipped by serde).
+        let cache_key = format!(
+            "{}{:?}",
+            serde_json::to_string(&query).unwrap_or_default(),
+            query.goals
+        );
         if let Some(hit) = self.results.get(&cache_key) {
             return body(StatusCode::OK, "application/json", hit);
         }

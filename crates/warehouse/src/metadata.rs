@@ -126,13 +126,13 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn now_s() -> u32 {
+pub(crate) fn now_s() -> u32 {
     (now_ms() / 1000) as u32
 }
 
@@ -155,7 +155,7 @@ const KEYS: &str = "SELECT key_hash, argMax(key_prefix, version) AS p, \
      max(version) AS v, argMax(deleted, version) AS d FROM api_keys";
 
 impl Warehouse {
-    async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), WarehouseError>
+    pub(crate) async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), WarehouseError>
     where
         T: clickhouse::RowOwned + clickhouse::RowWrite,
     {

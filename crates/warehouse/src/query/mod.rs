@@ -51,12 +51,12 @@ mod window;
 
 pub use execute::{MetricValue, QueryResult, QueryRunError, ResultMeta, ResultRow};
 pub use plan::{Bind, Column, Plan, Source, plan, plan_from};
-pub use request::{MAX_LIMIT, Pagination, Query};
+pub use request::{Goal, MAX_LIMIT, Pagination, Query};
 pub use validate::{
     Attribute, Dimension, Filter, FilterOp, Metric, OrderKey, QueryError, TimeGrain, ValidQuery,
     validate,
 };
-pub use window::Window;
+pub use window::{Window, resolve_window};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::request::Query;
+use super::request::{Goal, Query};
 use super::validate::{
     Attribute, Dimension, Filter, FilterOp, Metric, OrderKey, QueryError, TimeGrain, ValidQuery,
     query_name, validate,
@@ -221,7 +221,7 @@ fn can_answer(q: &ValidQuery, source: Source) -> Result<(), String> {
         let ok = match d {
             Dimension::Time(_) => true,
             Dimension::Attribute(a) => source.column(*a).is_some(),
-            Dimension::Prop(_) => source == Source::Events,
+            Dimension::Prop(_) | Dimension::Goal => source == Source::Events,
         };
         if !ok {
             return Err(format!("it has no column for {}", query_name(d)));
@@ -416,7 +416,11 @@ fn build(q: &ValidQuery, source: Source) -> Result<Plan, QueryError> {
             sql.push(", ");
         }
         first = false;
-        sql.push(&metric_expr(rows, *m));
+        if *m == Metric::ConversionRate {
+            conversion_rate(&mut sql, q);
+        } else {
+            sql.push(&metric_expr(rows, *m));
+        }
         sql.push(&format!(" AS m{i}"));
         columns.push(Column::Metric(*m));
     }
@@ -567,7 +571,122 @@ fn dimension_expr(sql: &mut Sql, q: &ValidQuery, rows: Rows, d: &Dimension) {
             sql.bind(Bind::Str(key.clone()));
             sql.push(")]");
         }
+        Dimension::Goal => {
+            // One row per goal the event completes (none: no row).
+            if q.goals.is_empty() {
+                sql.push("arrayJoin(emptyArrayString())");
+                return;
+            }
+            sql.push("arrayJoin(arrayFilter(g -> g != '', [");
+            for (i, goal) in q.goals.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("if(");
+                goal_condition(sql, goal);
+                sql.push(", ");
+                sql.bind(Bind::Str(goal.name.clone()));
+                sql.push(", '')");
+            }
+            sql.push("]))");
+        }
     }
+}
+
+/// Whether an `events` row completes `goal`.
+fn goal_condition(sql: &mut Sql, goal: &Goal) {
+    if goal.event_name.is_empty() {
+        sql.push("(name = 'pageview' AND match(pathname, ");
+        sql.bind(Bind::Str(goal.page_pattern()));
+        sql.push("))");
+    } else {
+        sql.push("name = ");
+        sql.bind(Bind::Str(goal.event_name.clone()));
+    }
+}
+
+/// A filter on `event:goal`: the row completes a goal whose name passes
+/// `op` with `values` (for `is_not`: completes none whose name is one of
+/// them). The name test runs on the bound goal name, so `contains` and
+/// `matches` mean what they mean on any dimension.
+fn goal_filter(sql: &mut Sql, q: &ValidQuery, op: FilterOp, values: &[String]) {
+    let positive = if op == FilterOp::IsNot {
+        FilterOp::Is
+    } else {
+        op
+    };
+    sql.push(if op == FilterOp::IsNot {
+        "NOT (0"
+    } else {
+        "(0"
+    });
+    for goal in &q.goals {
+        sql.push(" OR (");
+        match positive {
+            FilterOp::Is | FilterOp::IsNot => {
+                sql.bind(Bind::Str(goal.name.clone()));
+                sql.push(" IN (");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(Bind::Str(v.clone()));
+                }
+                sql.push(")");
+            }
+            FilterOp::Contains | FilterOp::Matches => {
+                let function = if positive == FilterOp::Contains {
+                    "position("
+                } else {
+                    "match("
+                };
+                let close = if positive == FilterOp::Contains {
+                    ") > 0"
+                } else {
+                    ")"
+                };
+                sql.push("(0");
+                for v in values {
+                    sql.push(" OR ");
+                    sql.push(function);
+                    sql.bind(Bind::Str(goal.name.clone()));
+                    sql.push(", ");
+                    sql.bind(Bind::Str(v.clone()));
+                    sql.push(close);
+                }
+                sql.push(")");
+            }
+        }
+        sql.push(" AND ");
+        goal_condition(sql, goal);
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
+/// `conversion_rate`: converting visitors (the rows of this group) over
+/// every visitor of the range under the query's other filters, in
+/// percent to 2 decimals, rounded half up in integers.
+fn conversion_rate(sql: &mut Sql, q: &ValidQuery) {
+    let total = |sql: &mut Sql| {
+        sql.push("(SELECT uniq(visitor_id) FROM events");
+        range_condition(sql, q, Source::Events);
+        for f in &q.filters {
+            let mut dims = Vec::new();
+            f.dimensions(&mut dims);
+            if dims.contains(&&Dimension::Goal) {
+                continue;
+            }
+            sql.push(" AND ");
+            filter_expr(sql, q, Rows::Table(Source::Events), f);
+        }
+        sql.push(")");
+    };
+    sql.push("intDiv(uniq(visitor_id) * 20000 + ");
+    total(sql);
+    sql.push(", greatest(");
+    total(sql);
+    sql.push(", 1) * 2) / 100");
 }
 
 /// A metric. Rounding is done in integers, half up: `round(x, n)` rounds
@@ -604,6 +723,7 @@ fn metric_expr(rows: Rows, m: Metric) -> String {
         Metric::BounceRate => {
             "intDiv(countIf(s_inter <= 1) * 200 + count(), greatest(count(), 1) * 2)".to_owned()
         }
+        Metric::ConversionRate => unreachable!("conversion_rate is built by conversion_rate()"),
         // Whole seconds from a session's first to its last event, averaged.
         Metric::VisitDuration => "intDiv(sum(toUInt64(s_end) - toUInt64(s_start)) * 2 + count(), \
              greatest(count(), 1) * 2)"
@@ -613,6 +733,11 @@ fn metric_expr(rows: Rows, m: Metric) -> String {
 
 fn filter_expr(sql: &mut Sql, q: &ValidQuery, rows: Rows, f: &Filter) {
     match f {
+        Filter::Leaf {
+            op,
+            dimension: Dimension::Goal,
+            values,
+        } => goal_filter(sql, q, *op, values),
         Filter::Leaf {
             op,
             dimension,

@@ -44,6 +44,44 @@ pub struct Query {
     /// IANA name; buckets and date ranges are in this zone.
     #[serde(default = "utc")]
     pub timezone: String,
+    /// The site's goals (`event:goal`, `conversion_rate`): filled by the
+    /// API from the site's configuration, never read from the request.
+    #[serde(skip)]
+    pub goals: Vec<Goal>,
+}
+
+/// A conversion a site counts: a custom event by name, or a pageview of a
+/// path (`*` matches any characters, e.g. `/blog/*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goal {
+    /// What merchants call it; the value of `event:goal`.
+    pub name: String,
+    /// Set for an event goal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event_name: String,
+    /// Set for a page goal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub page_path: String,
+}
+
+impl Goal {
+    /// The re2 pattern of a page goal's path: anchored, `*` as `.*`, every
+    /// other character literal.
+    pub fn page_pattern(&self) -> String {
+        let mut out = String::from("^");
+        for c in self.page_path.chars() {
+            match c {
+                '*' => out.push_str(".*"),
+                c if "\\.+?()[]{}|^$".contains(c) => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('$');
+        out
+    }
 }
 
 fn utc() -> String {

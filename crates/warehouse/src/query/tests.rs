@@ -413,3 +413,66 @@ fn session_queries_group_sessions_first() {
         e.sql
     );
 }
+
+#[test]
+fn goals_need_events_a_top_level_filter_and_no_sessions() {
+    let cases: &[(Value, &str, &str)] = &[
+        (
+            json!({"metrics": ["visitors", "conversion_rate"]}),
+            "metrics[1]",
+            "conversion_rate needs the event:goal dimension or a filter on event:goal",
+        ),
+        (
+            json!({"filters": [["not", ["is", "event:goal", ["Signup"]]]]}),
+            "filters[0][1][1]",
+            "only at the top level",
+        ),
+        (
+            json!({"metrics": ["bounce_rate"], "dimensions": ["event:goal"]}),
+            "dimensions[0]",
+            "event:goal is per event",
+        ),
+    ];
+    for (v, path, message) in cases {
+        let (p, m) = error_at(v.clone());
+        assert_eq!(&p, path, "{v}: {m}");
+        assert!(m.contains(message), "{v}: {m}");
+    }
+    let mut q = query(json!({
+        "metrics": ["visitors", "events", "conversion_rate"],
+        "dimensions": ["event:goal"],
+        "filters": [["is", "visit:country", ["DE"]]],
+    }));
+    q.goals = vec![
+        Goal {
+            name: "Signup".into(),
+            event_name: "signup".into(),
+            page_path: String::new(),
+        },
+        Goal {
+            name: "Blog".into(),
+            event_name: String::new(),
+            page_path: "/blog/*".into(),
+        },
+    ];
+    let p = plan(&q, now()).unwrap();
+    assert_eq!(p.source, Source::Events);
+    assert_eq!(p.sql.matches('?').count(), p.binds.len());
+    assert!(
+        p.sql.starts_with(
+            "SELECT arrayJoin(arrayFilter(g -> g != '', [if(name = ?, ?, ''), \
+             if((name = 'pageview' AND match(pathname, ?)), ?, '')])) AS d0"
+        ),
+        "{}",
+        p.sql
+    );
+    assert!(p.binds.contains(&Bind::Str("^/blog/.*$".into())));
+    // The rate's denominator keeps the country filter.
+    assert_eq!(p.sql.matches("country IN (?)").count(), 3, "{}", p.sql);
+    let page = Goal {
+        name: "x".into(),
+        event_name: String::new(),
+        page_path: "/a.b/(c)*".into(),
+    };
+    assert_eq!(page.page_pattern(), r"^/a\.b/\(c\).*$");
+}

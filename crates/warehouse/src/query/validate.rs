@@ -43,10 +43,13 @@ pub enum Metric {
     ViewsPerVisit,
     BounceRate,
     VisitDuration,
+    /// Percent (2 decimals) of the range's visitors who converted: needs
+    /// the `event:goal` dimension or a top-level filter on it.
+    ConversionRate,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Visitors,
         Metric::Visits,
         Metric::Pageviews,
@@ -54,6 +57,7 @@ impl Metric {
         Metric::ViewsPerVisit,
         Metric::BounceRate,
         Metric::VisitDuration,
+        Metric::ConversionRate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,13 +69,14 @@ impl Metric {
             Metric::ViewsPerVisit => "views_per_visit",
             Metric::BounceRate => "bounce_rate",
             Metric::VisitDuration => "visit_duration",
+            Metric::ConversionRate => "conversion_rate",
         }
     }
 
     /// Whether the value is a ratio (JSON float) rather than an integer.
     /// `bounce_rate` is a whole percentage, `visit_duration` whole seconds.
     pub fn is_ratio(self) -> bool {
-        self == Metric::ViewsPerVisit
+        matches!(self, Metric::ViewsPerVisit | Metric::ConversionRate)
     }
 
     /// Metrics only a per-session grouping answers.
@@ -179,6 +184,9 @@ pub enum Dimension {
     /// `event:props:<key>`: the value of custom property `key` (empty when
     /// the event does not have it).
     Prop(String),
+    /// `event:goal`: the site goals an event completes (an event may
+    /// complete several; one that completes none has no value).
+    Goal,
 }
 
 impl Dimension {
@@ -192,6 +200,9 @@ impl Dimension {
         };
         if let Some(grain) = time {
             return Some(Dimension::Time(grain));
+        }
+        if s == "event:goal" {
+            return Some(Dimension::Goal);
         }
         if let Some(key) = s.strip_prefix("event:props:") {
             return (!key.is_empty()).then(|| Dimension::Prop(key.to_owned()));
@@ -268,14 +279,17 @@ pub struct ValidQuery {
     /// buckets are those of a session's start and `visit:*` attributes
     /// are those of its first event.
     pub per_session: bool,
+    /// The site's goals, for `event:goal` and `conversion_rate`.
+    pub goals: Vec<super::request::Goal>,
 }
 
-const METRICS_ALLOWED: &str =
-    "visitors, visits, pageviews, events, views_per_visit, bounce_rate, visit_duration";
+const METRICS_ALLOWED: &str = "visitors, visits, pageviews, events, views_per_visit, \
+     bounce_rate, visit_duration, conversion_rate";
 const DIMENSIONS_ALLOWED: &str = "time:hour, time:day, time:week, time:month, event:name, \
      event:page, visit:entry_page, visit:exit_page, visit:source, visit:channel, \
      visit:referrer, visit:utm_source, visit:utm_medium, visit:utm_campaign, visit:country, \
-     visit:region, visit:city, visit:device, visit:browser, visit:os, event:props:<key>";
+     visit:region, visit:city, visit:device, visit:browser, visit:os, event:goal, \
+     event:props:<key>";
 const FILTER_OPS_ALLOWED: &str = "is, is_not, contains, matches, and, or, not";
 
 /// Checks `query` and resolves its date range against `now`.
@@ -349,7 +363,7 @@ pub fn validate(query: &Query, now: SystemTime) -> Result<ValidQuery, QueryError
             let ok = match d {
                 Dimension::Time(_) => true,
                 Dimension::Attribute(a) => a.per_session(),
-                Dimension::Prop(_) => false,
+                Dimension::Prop(_) | Dimension::Goal => false,
             };
             if !ok {
                 return Err(invalid(
@@ -362,6 +376,29 @@ pub fn validate(query: &Query, now: SystemTime) -> Result<ValidQuery, QueryError
                 ));
             }
         }
+    }
+
+    // Goals: filtered on only at the top level (so the visitors a
+    // conversion rate divides by are the range's without the goal filter).
+    for (path, d) in &leaves.dimensions {
+        let top_level = path.matches('[').count() == 2;
+        if *d == Dimension::Goal && !top_level {
+            return Err(invalid(
+                path,
+                "event:goal can be filtered on only at the top level of filters, not inside \
+                 and/or/not",
+            ));
+        }
+    }
+    let by_goal = dimensions.contains(&Dimension::Goal)
+        || leaves.dimensions.iter().any(|(_, d)| *d == Dimension::Goal);
+    if let Some(i) = metrics.iter().position(|m| *m == Metric::ConversionRate)
+        && !by_goal
+    {
+        return Err(invalid(
+            format!("metrics[{i}]"),
+            "conversion_rate needs the event:goal dimension or a filter on event:goal",
+        ));
     }
 
     let mut order_by = Vec::with_capacity(query.order_by.len());
@@ -400,6 +437,7 @@ pub fn validate(query: &Query, now: SystemTime) -> Result<ValidQuery, QueryError
         timezone_name: query.timezone.clone(),
         window,
         per_session,
+        goals: query.goals.clone(),
     })
 }
 
@@ -424,6 +462,7 @@ pub(crate) fn query_name(d: &Dimension) -> String {
         Dimension::Time(TimeGrain::Month) => "time:month".into(),
         Dimension::Attribute(a) => a.name().into(),
         Dimension::Prop(key) => format!("event:props:{key}"),
+        Dimension::Goal => "event:goal".into(),
     }
 }
 
