@@ -39,6 +39,15 @@
 //! visit:source" can differ between a query with and without
 //! `bounce_rate`.
 //!
+//! Goals (the site's, passed in [`Query::goals`] by the API): `event:goal`
+//! groups events by the goals they complete (an `arrayJoin` over the goals'
+//! conditions: an event name, or a pageview whose path matches the goal's
+//! `*` pattern); a filter on it keeps events completing a goal whose name
+//! passes the filter. `conversion_rate` divides the group's visitors by the
+//! range's visitors under the query's other filters (a scalar subquery),
+//! so goal filters are allowed only at the top level. Goal queries read
+//! `events`.
+//!
 //! Must not: format a value from the query into SQL (everything is a
 //! `?` bind), or take identifiers from the query (they are constants
 //! here). The SQL runs on ClickHouse 18.16 and current servers alike.
