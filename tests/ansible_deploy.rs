@@ -10,7 +10,8 @@
 //!   binary's message, and the running edge keeps its process and config;
 //! - `upgrade_edges.yml` (a new release, one edge at a time: drain, switch,
 //!   wait for /readyz) under a load generator loses no accepted hit and
-//!   duplicates none (counted in ClickHouse).
+//!   duplicates none (counted in ClickHouse);
+//! - an edge failing its health check stops the roll before it is touched.
 //!
 //! Needs `ansible-playbook` from the venv `cargo xtask ansible-check`
 //! installs (`$HOURGLASS_ANSIBLE_BIN_DIR`, which `cargo xtask test` sets) and
@@ -111,13 +112,19 @@ impl Drop for Deployment {
                 if !alive(pid) {
                     continue;
                 }
-                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
                 let started = Instant::now();
                 while alive(pid) && started.elapsed() < Duration::from_secs(30) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 if alive(pid) {
-                    let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(pid.to_string())
+                        .status();
                 }
             }
         }
@@ -304,7 +311,9 @@ all:
     }
 
     fn pid(&self, host: &str, service: &str) -> u32 {
-        let path = self.prefix(host).join(format!("run/hourglass/{service}.pid"));
+        let path = self
+            .prefix(host)
+            .join(format!("run/hourglass/{service}.pid"));
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .trim()
@@ -317,7 +326,10 @@ all:
     }
 
     fn ready(&self, i: usize) -> bool {
-        hourglass_testkit::http_get_ok(&format!("http://127.0.0.1:{}/readyz", self.ports.edges[i].1))
+        hourglass_testkit::http_get_ok(&format!(
+            "http://127.0.0.1:{}/readyz",
+            self.ports.edges[i].1
+        ))
     }
 
     /// SQL against the deployed ClickHouse as the `hourglass` user.
@@ -420,9 +432,7 @@ fn post_hit(url: &str, path: &str) -> Option<bool> {
     {
         Ok(r) => Some(r.status().as_u16() == 202),
         Err(ureq::Error::ConnectionFailed) => Some(false),
-        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Some(false)
-        }
+        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(false),
         Err(_) => None,
     }
 }
@@ -467,11 +477,24 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
     // found through the API.
     let merchant = d.admin(&["merchant", "add", "Deploy test"]);
     let merchant = merchant["merchant_id"].clone();
-    d.admin(&["site", "add", "--merchant", &merchant, "--domain", DOMAIN, "--id", SITE_ID]);
+    d.admin(&[
+        "site",
+        "add",
+        "--merchant",
+        &merchant,
+        "--domain",
+        DOMAIN,
+        "--id",
+        SITE_ID,
+    ]);
     let key = d.admin(&["key", "create", "--merchant", &merchant])["key"].clone();
     for n in 0..20 {
         let edge = d.edge_url(n % EDGES.len());
-        assert_eq!(post_hit(&edge, &format!("/first/{n}")), Some(true), "hit {n} to {edge}");
+        assert_eq!(
+            post_hit(&edge, &format!("/first/{n}")),
+            Some(true),
+            "hit {n} to {edge}"
+        );
     }
     let waited = Instant::now();
     while d.api_pageviews(&key) != 20 {
@@ -526,7 +549,10 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
     assert_eq!(post_hit(&d.edge_url(0), "/after-broken"), Some(true));
 
     // 4. Roll a new release over the edges under load.
-    let before: Vec<u32> = EDGES.iter().map(|e| d.pid(e, "hourglass-edge-agent")).collect();
+    let before: Vec<u32> = EDGES
+        .iter()
+        .map(|e| d.pid(e, "hourglass-edge-agent"))
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let loaders: Vec<_> = (0..2)
         .map(|t| {
@@ -536,7 +562,11 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    let roll = d.playbook("upgrade_edges.yml", &["-e", "hourglass_release=v2"], "upgrade");
+    let roll = d.playbook(
+        "upgrade_edges.yml",
+        &["-e", "hourglass_release=v2"],
+        "upgrade",
+    );
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let mut accepted = Vec::new();
@@ -553,13 +583,12 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
         let pid = d.pid(edge, "hourglass-edge-agent");
         assert_ne!(pid, before[i], "{edge} was not restarted");
         let current = std::fs::read_link(d.prefix(edge).join("opt/hourglass/current")).unwrap();
-        assert!(current.ends_with("releases/v2"), "{edge}: current -> {}", current.display());
+        assert!(
+            current.ends_with("releases/v2"),
+            "{edge}: current -> {}",
+            current.display()
+        );
         assert!(d.ready(i), "{edge} is not ready after the roll");
-        let log = std::fs::read_to_string(
-            d.prefix(edge).join("var/log/hourglass/hourglass-edge-agent.log"),
-        )
-        .unwrap();
-        assert!(log.contains("edge agent stopped"), "{edge} did not drain:\n{log}");
     }
 
     // Every accepted hit lands exactly once.
@@ -595,7 +624,11 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
         lost.len(),
         duplicated.len()
     );
-    assert!(accepted.len() > 100, "the load generator barely ran: {}", accepted.len());
+    assert!(
+        accepted.len() > 100,
+        "the load generator barely ran: {}",
+        accepted.len()
+    );
     assert!(
         lost.is_empty(),
         "{} of {} accepted hits are not in ClickHouse, e.g. {:?}\n{}",
@@ -614,5 +647,54 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
     // And the API sees them all: the first 20, one after the broken run,
     // and the roll.
     assert_eq!(d.api_pageviews(&key), 21 + stored);
-    eprintln!("deploy test done in {:.0} s", started.elapsed().as_secs_f64());
+    for edge in EDGES {
+        let log = std::fs::read_to_string(
+            d.prefix(edge)
+                .join("var/log/hourglass/hourglass-edge-agent.log"),
+        )
+        .unwrap();
+        assert!(
+            log.contains("edge agent stopped"),
+            "{edge} did not drain:\n{log}"
+        );
+    }
+
+    // 5. An edge that fails its health check stops the roll before any
+    // edge is touched: nothing answers on this port.
+    let pids: Vec<u32> = EDGES
+        .iter()
+        .map(|e| d.pid(e, "hourglass-edge-agent"))
+        .collect();
+    let closed = hourglass_testkit::free_port().unwrap();
+    let stopped = d.playbook(
+        "upgrade_edges.yml",
+        &[
+            "-e",
+            "hourglass_release=v3",
+            "-e",
+            &format!("edge_agent_ready_url=http://127.0.0.1:{closed}/readyz"),
+        ],
+        "upgrade-unhealthy",
+    );
+    assert!(!stopped.ok, "the roll must stop at an unready edge");
+    let recap = stopped.recap();
+    assert_eq!(recap.get("edge-a").map(|r| r.1), Some(1), "{recap:?}");
+    assert!(
+        !stopped.output.contains("[edge-b]"),
+        "edge-b must not be touched once edge-a failed:\n{}",
+        stopped.output
+    );
+    for (i, edge) in EDGES.iter().enumerate() {
+        assert_eq!(d.pid(edge, "hourglass-edge-agent"), pids[i]);
+        let current = std::fs::read_link(d.prefix(edge).join("opt/hourglass/current")).unwrap();
+        assert!(
+            current.ends_with("releases/v2"),
+            "{edge}: current -> {}",
+            current.display()
+        );
+    }
+    eprintln!(
+        "deploy test done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 }
