@@ -10,7 +10,8 @@
 //!   binary's message, and the running edge keeps its process and config;
 //! - `upgrade_edges.yml` (a new release, one edge at a time: drain, switch,
 //!   wait for /readyz) under a load generator loses no accepted hit and
-//!   duplicates none (counted in ClickHouse).
+//!   duplicates none (counted in ClickHouse);
+//! - an edge failing its health check stops the roll before it is touched.
 //!
 //! Needs `ansible-playbook` from the venv `cargo xtask ansible-check`
 //! installs (`$HOURGLASS_ANSIBLE_BIN_DIR`, which `cargo xtask test` sets) and
@@ -588,15 +589,6 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
             current.display()
         );
         assert!(d.ready(i), "{edge} is not ready after the roll");
-        let log = std::fs::read_to_string(
-            d.prefix(edge)
-                .join("var/log/hourglass/hourglass-edge-agent.log"),
-        )
-        .unwrap();
-        assert!(
-            log.contains("edge agent stopped"),
-            "{edge} did not drain:\n{log}"
-        );
     }
 
     // Every accepted hit lands exactly once.
@@ -655,6 +647,52 @@ fn site_yml_deploys_idempotently_refuses_a_bad_config_and_an_edge_roll_loses_not
     // And the API sees them all: the first 20, one after the broken run,
     // and the roll.
     assert_eq!(d.api_pageviews(&key), 21 + stored);
+    for edge in EDGES {
+        let log = std::fs::read_to_string(
+            d.prefix(edge)
+                .join("var/log/hourglass/hourglass-edge-agent.log"),
+        )
+        .unwrap();
+        assert!(
+            log.contains("edge agent stopped"),
+            "{edge} did not drain:\n{log}"
+        );
+    }
+
+    // 5. An edge that fails its health check stops the roll before any
+    // edge is touched: nothing answers on this port.
+    let pids: Vec<u32> = EDGES
+        .iter()
+        .map(|e| d.pid(e, "hourglass-edge-agent"))
+        .collect();
+    let closed = hourglass_testkit::free_port().unwrap();
+    let stopped = d.playbook(
+        "upgrade_edges.yml",
+        &[
+            "-e",
+            "hourglass_release=v3",
+            "-e",
+            &format!("edge_agent_ready_url=http://127.0.0.1:{closed}/readyz"),
+        ],
+        "upgrade-unhealthy",
+    );
+    assert!(!stopped.ok, "the roll must stop at an unready edge");
+    let recap = stopped.recap();
+    assert_eq!(recap.get("edge-a").map(|r| r.1), Some(1), "{recap:?}");
+    assert!(
+        !stopped.output.contains("[edge-b]"),
+        "edge-b must not be touched once edge-a failed:\n{}",
+        stopped.output
+    );
+    for (i, edge) in EDGES.iter().enumerate() {
+        assert_eq!(d.pid(edge, "hourglass-edge-agent"), pids[i]);
+        let current = std::fs::read_link(d.prefix(edge).join("opt/hourglass/current")).unwrap();
+        assert!(
+            current.ends_with("releases/v2"),
+            "{edge}: current -> {}",
+            current.display()
+        );
+    }
     eprintln!(
         "deploy test done in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -8,8 +8,11 @@
 //! must change nothing.
 //!
 //! Must not: claim more than it did. No package, user, certificate,
-//! migration or service task runs here; those are only syntax-checked and
-//! linted.
+//! migration or service task runs here. The real run (site.yml onto this
+//! machine with the `pidfile` service manager, a second run, a broken
+//! config, a rolling edge upgrade under load) is the end-to-end test
+//! `tests/ansible_deploy.rs`, which `cargo test` runs with this venv's
+//! `ansible-playbook` (`HOURGLASS_ANSIBLE_BIN_DIR`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -147,7 +150,7 @@ pub fn check() -> Result<()> {
 }
 
 /// The venv's `bin/`, with the pinned versions installed.
-fn venv() -> Result<PathBuf> {
+pub fn venv() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let venv = Path::new(&home).join(".cache/hourglass-ansible-venv");
     let bin = venv.join("bin");

@@ -79,7 +79,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .args(["test", "--workspace", "--locked"])
             .args(&args.cargo_test_args)
             .env("CLICKHOUSE_URL", &url)
-            .env("HOURGLASS_PYTHON", &python),
+            .env("HOURGLASS_PYTHON", &python)
+            // tests/ansible_deploy.rs runs the playbooks with it.
+            .env("HOURGLASS_ANSIBLE_BIN_DIR", crate::ansible::venv()?),
     );
     if let Some(mut s) = server.take() {
         s.stop();
