@@ -12,11 +12,15 @@
 //!
 //! Recovery (at start, and after any failed load): every batch whose latest
 //! ledger status is `loading` may be partly in `events`, and the views may
-//! have fired for part of it. Its rows are deleted (a mutation, waited
-//! for) and every rollup partition of the days it touched (±1 day, for the
-//! server's time zone) is rebuilt from `events`; it stays `loading` (so a
-//! crash here just recovers again) and is loaded again like any pending
-//! batch. Rows without any ledger entry cannot exist: the `loading` row is
+//! have fired for part of it. First it waits until no statement of an
+//! earlier loader is still running on the server (ClickHouse finishes the
+//! insert of a loader killed mid-request; see `hourglass_warehouse`'s
+//! `loads`). Then the batch's rows are deleted (a mutation, waited for)
+//! and every rollup partition of the days it touched (±1 day, for the
+//! server's time zone) is rebuilt from `events` in staging and swapped in
+//! with `REPLACE PARTITION`, so readers never see a day's rollups empty;
+//! the batch stays `loading` (so a crash here just recovers again) and is
+//! loaded again like any pending batch. Rows without any ledger entry cannot exist: the `loading` row is
 //! written before the insert. A batch that cannot be loaded at all (does
 //! not decode, times `DateTime` cannot hold) is marked `failed` with the
 //! error and skipped from then on.
@@ -77,6 +81,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const LEDGER_CHUNK: usize = 1000;
 const DAY_S: u32 = 86_400;
+const ORPHAN_WRITE_LOG_AFTER: Duration = Duration::from_secs(5);
 
 impl Loader {
     pub fn new(
@@ -156,6 +161,15 @@ impl Loader {
         }
         let ids: Vec<String> = unfinished.iter().map(|u| u.batch_id.clone()).collect();
         tracing::warn!(batches = ids.len(), "recovering interrupted loads");
+        // A killed loader's last statement may still be running on the
+        // server; rows it adds after the delete would stay.
+        let waiting = std::time::Instant::now();
+        while self.warehouse.writes_running().await? > 0 {
+            if waiting.elapsed() > ORPHAN_WRITE_LOG_AFTER {
+                tracing::warn!(waited = ?waiting.elapsed(), "waiting for an earlier loader's statements to finish");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.warehouse.delete_batches(&ids).await?;
         while self.warehouse.events_mutations_running().await? > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,7 +186,7 @@ impl Loader {
             }
         }
         for day in &days {
-            self.warehouse.rebuild_rollups(*day).await?;
+            self.warehouse.replace_rollups(*day).await?;
         }
         self.metrics.load_recoveries.inc();
         tracing::info!(

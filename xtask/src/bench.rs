@@ -36,6 +36,8 @@ pub struct BenchArgs {
 enum Bench {
     /// edge-agent vs nginx: throughput, latency, CPU per request, RSS, bytes per hit.
     Edge(EdgeArgs),
+    /// central's loader vs clickhouse-client into the same schema; freshness from the edge's 202 to a visible row.
+    Ingest(crate::bench_ingest::IngestArgs),
 }
 
 #[derive(Args)]
@@ -65,6 +67,7 @@ struct EdgeArgs {
 pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.what {
         Bench::Edge(a) => edge(a),
+        Bench::Ingest(a) => crate::bench_ingest::ingest(a),
     }
 }
 
@@ -459,7 +462,7 @@ fn status_kib(status: &str, key: &str) -> u64 {
 }
 
 /// Sum of every sample of a Prometheus metric (all label values).
-fn metric_sum(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
@@ -471,7 +474,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 }
 
 /// A minimal `GET` on loopback (the ops endpoint, health checks).
-fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -488,7 +491,12 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-fn wait_healthy(child: &mut Child, addr: SocketAddr, path: &str, log: &Path) -> Result<()> {
+pub(crate) fn wait_healthy(
+    child: &mut Child,
+    addr: SocketAddr,
+    path: &str,
+    log: &Path,
+) -> Result<()> {
     let started = Instant::now();
     loop {
         if http_get(addr, path).is_ok() {
@@ -511,7 +519,7 @@ fn wait_healthy(child: &mut Child, addr: SocketAddr, path: &str, log: &Path) -> 
 }
 
 /// Signals a child we started and waits for it (SIGKILL after 20 s).
-fn stop(child: &mut Child, signal: Signal) -> Result<()> {
+pub(crate) fn stop(child: &mut Child, signal: Signal) -> Result<()> {
     let pid = i32::try_from(child.id()).context("pids fit in i32")?;
     let _ = kill(Pid::from_raw(pid), signal);
     let started = Instant::now();
@@ -530,10 +538,10 @@ fn stop(child: &mut Child, signal: Signal) -> Result<()> {
 /// Stops (SIGTERM) a process this run started if the run ends early
 /// (error, panic). Defused once the process was stopped and reaped, so a
 /// re-used pid is never signalled.
-struct Guard(Option<u32>);
+pub(crate) struct Guard(pub(crate) Option<u32>);
 
 impl Guard {
-    fn defuse(mut self) {
+    pub(crate) fn defuse(mut self) {
         self.0 = None;
     }
 }
@@ -553,7 +561,7 @@ fn read_line(out: &mut BufReader<ChildStdout>) -> Result<String> {
     Ok(line)
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn log_file(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -561,11 +569,11 @@ fn log_file(path: &Path) -> Result<std::fs::File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     hourglass_testkit::free_port().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn shell_out(program: &str, args: &[&str]) -> String {
+pub(crate) fn shell_out(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .current_dir(hourglass_testkit::workspace_root())
@@ -582,7 +590,7 @@ fn nginx_version() -> String {
         .unwrap_or_default()
 }
 
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!("cargo xtask {}", args.join(" "))
 }

@@ -6,12 +6,15 @@
 //! - `up [--detach]` / `down`: the local stack, recorded in
 //!   `target/hourglass/stack.json`.
 //! - `bench edge`: edge-agent against nginx under the same load.
+//! - `bench ingest`: central's loader against `clickhouse-client`, and
+//!   freshness from the edge's 202 to a row in ClickHouse.
 //! - `plugins`: builds the WASM plugins in `plugins/` into components.
 //!
 //! Must not: hold product logic. It only installs, starts, stops and calls.
 
 mod ansible;
 mod bench;
+mod bench_ingest;
 mod install;
 mod plugins;
 mod stack;

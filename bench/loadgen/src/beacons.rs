@@ -258,6 +258,11 @@ pub struct Generator {
     sent_at: String,
     seq: u64,
     body: String,
+    /// With a connection number: every Plausible hit is a pageview carrying
+    /// the prop `lg` = `<connection>.<n>` (see [`Generator::marking`]).
+    mark: Option<u32>,
+    marked: u64,
+    marker: String,
 }
 
 impl Generator {
@@ -279,7 +284,23 @@ impl Generator {
             sent_at: sent_at.to_owned(),
             seq: seed << 32,
             body: String::with_capacity(2048),
+            mark: None,
+            marked: 0,
+            marker: String::new(),
         }
+    }
+
+    /// Marks every Plausible hit (all pageviews then) with a prop `lg` =
+    /// `<connection>.<n>`, so each row in the warehouse can be traced to
+    /// the request that sent it (freshness measurements).
+    pub fn marking(mut self, connection: u32) -> Self {
+        self.mark = Some(connection);
+        self
+    }
+
+    /// The marker of the last request, if it carried one.
+    pub fn last_marker(&self) -> Option<&str> {
+        (!self.marker.is_empty()).then_some(self.marker.as_str())
     }
 
     fn page_path(&mut self) -> String {
@@ -300,6 +321,7 @@ impl Generator {
     pub fn next_request(&mut self, out: &mut Vec<u8>) {
         out.clear();
         self.body.clear();
+        self.marker.clear();
         self.seq += 1;
         let site = self.sites.sample(&mut self.rng);
         let visitor = Visitor(self.rng.u64(0..self.visitors));
@@ -373,6 +395,16 @@ impl Generator {
         } else {
             format!("\"{referrer}\"")
         };
+        if let Some(connection) = self.mark {
+            self.marked += 1;
+            self.marker = format!("{connection}.{}", self.marked);
+            let _ = write!(
+                self.body,
+                r#"{{"n":"pageview","u":"{url}","d":"{domain}","r":{r},"p":{{"lg":"{}"}}}}"#,
+                self.marker
+            );
+            return;
+        }
         let roll = self.rng.u32(0..100);
         if roll < 90 {
             let _ = write!(

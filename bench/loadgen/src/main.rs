@@ -94,6 +94,11 @@ struct LoadArgs {
     /// Write the summary here as well as to stdout.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// Mark every Plausible hit (all pageviews then) with a prop `lg` =
+    /// `<connection>.<n>` and write `marker<TAB>unix µs` of each 2xx
+    /// answer to this file (freshness: from the answer to the row).
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -165,6 +170,8 @@ struct Latency {
 }
 
 struct ConnStats {
+    /// (marker, unix µs of the 2xx answer), with `--record`.
+    answered: Vec<(String, u64)>,
     hist: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -224,7 +231,7 @@ fn load(args: &LoadArgs) -> Result<Summary> {
         };
         let tasks = (0..args.connections)
             .map(|i| {
-                let generator = Generator::new(
+                let mut generator = Generator::new(
                     args.seed.wrapping_mul(1_000_003).wrapping_add(u64::from(i)),
                     mix.clone(),
                     args.sites,
@@ -232,6 +239,9 @@ fn load(args: &LoadArgs) -> Result<Summary> {
                     &args.target.to_string(),
                     &sent_at,
                 );
+                if args.record.is_some() {
+                    generator = generator.marking(i);
+                }
                 tokio::spawn(drive(i, plan.clone(), generator))
             })
             .collect::<Vec<_>>();
@@ -244,8 +254,19 @@ fn load(args: &LoadArgs) -> Result<Summary> {
     let mut hist = new_histogram();
     let mut statuses = BTreeMap::new();
     let mut errors = BTreeMap::new();
+    let mut record = match &args.record {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     for s in stats {
         let s = s.context("a connection task failed")?;
+        if let Some(out) = &mut record {
+            for (marker, at_us) in &s.answered {
+                writeln!(out, "{marker}\t{at_us}")?;
+            }
+        }
         hist.add(&s.hist).context("histograms share their bounds")?;
         for (k, v) in s.statuses {
             *statuses.entry(k).or_insert(0) += v;
@@ -253,6 +274,9 @@ fn load(args: &LoadArgs) -> Result<Summary> {
         for (k, v) in s.errors {
             *errors.entry(k).or_insert(0) += v;
         }
+    }
+    if let Some(mut out) = record {
+        out.flush().context("writing --record")?;
     }
     let requests: u64 = statuses.values().sum();
     let ok = statuses
@@ -299,6 +323,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn drive(i: u32, plan: Plan, mut generator: Generator) -> ConnStats {
     let mut stats = ConnStats {
+        answered: Vec::new(),
         hist: new_histogram(),
         statuses: BTreeMap::new(),
         errors: BTreeMap::new(),
@@ -343,6 +368,14 @@ async fn drive(i: u32, plan: Plan, mut generator: Generator) -> ConnStats {
                 let micros = u64::try_from(intended.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.hist.saturating_record(micros.max(1));
                 *stats.statuses.entry(status).or_insert(0) += 1;
+                if let Some(marker) = generator.last_marker()
+                    && (200..300).contains(&status)
+                {
+                    let now_us = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                    stats.answered.push((marker.to_owned(), now_us));
+                }
                 if !keep_alive {
                     conn = None;
                 }

@@ -2,7 +2,17 @@
 //! ledger, an insert of many batches at once, removing a batch's rows, and
 //! rebuilding a day's rollups from `events`.
 //!
+//! Every statement that writes (ledger rows, event inserts, deletes,
+//! rollup rebuilds) carries a `query_id` starting `hourglass-write:<db>:`.
+//! ClickHouse finishes a write whose client died (a killed loader), so
+//! recovery first waits until [`Warehouse::writes_running`] is 0: a
+//! delete or rebuild that ran before such an orphan finished would not
+//! see its rows.
+//!
 //! Table names here are constants; batch ids and days are bound values.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hourglass_model::{BatchId, Event};
 use serde::{Deserialize, Serialize};
@@ -94,7 +104,8 @@ impl Warehouse {
             .db
             .insert::<LoadEntry>("loads")
             .await
-            .map_err(WarehouseError::clickhouse(context("starting the insert")))?;
+            .map_err(WarehouseError::clickhouse(context("starting the insert")))?
+            .with_setting(QUERY_ID, self.write_query_id());
         for entry in entries {
             insert
                 .write(entry)
@@ -172,7 +183,8 @@ impl Warehouse {
             .db
             .insert::<EventRow<'_>>("events")
             .await
-            .map_err(WarehouseError::clickhouse(context("starting the insert")))?;
+            .map_err(WarehouseError::clickhouse(context("starting the insert")))?
+            .with_setting(QUERY_ID, self.write_query_id());
         for row in &rows {
             insert
                 .write(row)
@@ -196,6 +208,7 @@ impl Warehouse {
         self.db
             .query("ALTER TABLE events DELETE WHERE has(?, batch_id)")
             .bind(batch_ids)
+            .with_setting(QUERY_ID, self.write_query_id())
             .execute()
             .await
             .map_err(WarehouseError::clickhouse(
@@ -217,24 +230,112 @@ impl Warehouse {
     }
 
     /// Rebuilds every rollup's partition for `day` (`YYYYMMDD`, UTC) from
-    /// `events`, as the materialized views would have built it. Run only
-    /// while nothing inserts into that day (the loader is the only writer).
+    /// `events`, as the materialized views would have built it, by dropping
+    /// the partition and inserting it again: readers see the day empty
+    /// meanwhile, so this is for tables nobody reads (reprocess staging).
+    /// Live tables use [`Warehouse::replace_rollups`]. Run only while
+    /// nothing inserts into that day.
     pub async fn rebuild_rollups(&self, day: u32) -> Result<(), WarehouseError> {
         for (table, select) in ROLLUPS {
             let context = format!("rebuilding {table} for day {day}");
             self.db
                 .query(&format!("ALTER TABLE {table} DROP PARTITION ?"))
                 .bind(day)
+                .with_setting(QUERY_ID, self.write_query_id())
                 .execute()
                 .await
                 .map_err(WarehouseError::clickhouse(context.clone()))?;
             self.db
                 .query(&format!("INSERT INTO {table} {select}"))
                 .bind(day)
+                .with_setting(QUERY_ID, self.write_query_id())
                 .execute()
                 .await
                 .map_err(WarehouseError::clickhouse(context))?;
         }
         Ok(())
     }
+
+    /// Rebuilds every rollup's partition for `day` (`YYYYMMDD`, UTC) from
+    /// `events` into a staging database (`<database>_rb_<day>`, tables
+    /// `AS` the live ones, no views), then swaps each table's day in with
+    /// `REPLACE PARTITION`: a reader sees the old day or the rebuilt one,
+    /// never an empty one (a day with no events left is emptied by the
+    /// swap). Staging is dropped first (leftovers of an interrupted
+    /// rebuild) and after. Run only while nothing inserts into that day.
+    pub async fn replace_rollups(&self, day: u32) -> Result<(), WarehouseError> {
+        let staging = self.for_database(&format!("{}_rb_{day}", self.database()))?;
+        staging.drop_database().await?;
+        staging.create_database().await?;
+        for (table, select) in ROLLUPS {
+            let context = |what: &str| format!("rebuilding {table} for day {day}: {what}");
+            // Both names were validated as identifiers; `events` in the
+            // SELECT is this handle's.
+            for (sql, what) in [
+                (
+                    format!(
+                        "CREATE TABLE `{}`.{table} AS `{}`.{table}",
+                        staging.database(),
+                        self.database()
+                    ),
+                    "creating the staging table",
+                ),
+                (
+                    format!("INSERT INTO `{}`.{table} {select}", staging.database()),
+                    "aggregating events into staging",
+                ),
+                (
+                    format!(
+                        "ALTER TABLE {table} REPLACE PARTITION ? FROM `{}`.{table}",
+                        staging.database()
+                    ),
+                    "swapping the day in",
+                ),
+            ] {
+                let mut query = self.db.query(&sql);
+                if !sql.starts_with("CREATE") {
+                    query = query.bind(day);
+                }
+                query
+                    .with_setting(QUERY_ID, self.write_query_id())
+                    .execute()
+                    .await
+                    .map_err(WarehouseError::clickhouse(context(what)))?;
+            }
+        }
+        staging.drop_database().await
+    }
+
+    /// Statements of this database's writers (`hourglass-write:<db>:…`)
+    /// still running on the server, e.g. those of a loader that was killed.
+    pub async fn writes_running(&self) -> Result<u64, WarehouseError> {
+        self.server
+            .query("SELECT count() FROM system.processes WHERE startsWith(query_id, ?)")
+            .bind(self.write_query_prefix())
+            .fetch_one::<u64>()
+            .await
+            .map_err(WarehouseError::clickhouse("reading system.processes"))
+    }
+
+    fn write_query_prefix(&self) -> String {
+        format!("hourglass-write:{}:", self.database())
+    }
+
+    /// A query id no other running statement has: the prefix, this
+    /// process, the time and a counter.
+    fn write_query_id(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{}{}-{nanos}-{}",
+            self.write_query_prefix(),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }
+
+/// The HTTP parameter naming a statement in `system.processes`.
+const QUERY_ID: &str = "query_id";
