@@ -12,8 +12,8 @@
 //!    selection does not cover (other sites, other hours), stream the raw
 //!    hits of `U` through `Pipeline::process_batch` with the chosen
 //!    plugins (`--concurrency` pipelines on as many threads) and insert the
-//!    events of the selection, then rebuild the rollups from staging
-//!    `events` with the views' SELECTs;
+//!    events of the selection; staging's own views (the live views'
+//!    SELECTs) build its rollups from both, block by block;
 //! 4. `REPLACE PARTITION` the day of `events` and of every rollup from
 //!    staging, table by table (each swap atomic for readers);
 //! 5. *late batches*: every batch overlapping the day that the ledger shows
@@ -105,16 +105,15 @@ struct DayOutcome {
 /// Where a day's time went (seconds), printed with the day.
 #[derive(Debug, Default, Clone, Copy)]
 struct Timings {
-    /// Copying the rows that stay into staging.
+    /// Copying the rows that stay into staging (and their rollups).
     copy: f64,
     /// Reading batches from the archive.
     fetch: f64,
     /// Decoding and running the pipelines (wall time of the threads).
     process: f64,
-    /// Inserting the new events into staging.
+    /// Inserting the new events into staging, with their rollups (the
+    /// staging views).
     insert: f64,
-    /// Rebuilding the day's rollups in staging.
-    rollups: f64,
     /// `REPLACE PARTITION` of every table, and keeping late batches.
     swap: f64,
 }
@@ -123,8 +122,8 @@ impl std::fmt::Display for Timings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "copy {:.1} s, fetch {:.1} s, process {:.1} s, insert {:.1} s, rollups {:.1} s, swap {:.1} s",
-            self.copy, self.fetch, self.process, self.insert, self.rollups, self.swap
+            "copy {:.1} s, fetch {:.1} s, process {:.1} s, insert {:.1} s, swap {:.1} s",
+            self.copy, self.fetch, self.process, self.insert, self.swap
         )
     }
 }
@@ -443,9 +442,6 @@ async fn reprocess_day(
         &mut time,
     )
     .await?;
-    clock = Instant::now();
-    staging.rebuild_rollups(day.id).await?;
-    time.rollups = lap(&mut clock);
     let before = warehouse.day_summary_by_site(day.id).await?;
     let after = staging.day_summary_by_site(day.id).await?;
     if args.dry_run {

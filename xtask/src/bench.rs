@@ -38,6 +38,8 @@ enum Bench {
     Edge(EdgeArgs),
     /// central's loader vs clickhouse-client into the same schema; freshness from the edge's 202 to a visible row.
     Ingest(crate::bench_ingest::IngestArgs),
+    /// `reprocess` over the archive the ingest run made, side by side with the loader on the same rows.
+    Reprocess(crate::bench_ingest::IngestArgs),
 }
 
 #[derive(Args)]
@@ -67,7 +69,8 @@ struct EdgeArgs {
 pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.what {
         Bench::Edge(a) => edge(a),
-        Bench::Ingest(a) => crate::bench_ingest::ingest(a),
+        Bench::Ingest(a) => crate::bench_ingest::ingest(a, false),
+        Bench::Reprocess(a) => crate::bench_ingest::ingest(a, true),
     }
 }
 

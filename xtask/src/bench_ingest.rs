@@ -16,8 +16,13 @@
 //!    by side, `clickhouse-client` inserts the very same rows (dumped from
 //!    phase 1 as `Native`) into another freshly migrated database. Rounds
 //!    alternate; the medians are compared.
+//! 3. **Reprocess** (`bench reprocess` only). In each round, once the
+//!    loader has loaded its database, `reprocess --range` rebuilds every
+//!    day of it from the same archive (plugin set `none`, as the edge ran,
+//!    `--concurrency` = cores): its rows/s beside the loader's rows/s of the
+//!    same round, and each day's breakdown of where the time went.
 //!
-//! Writes `bench/results/ingest.{json,md}`. Must not: assert speed, touch
+//! Writes `bench/results/ingest.{json,md}` (or `reprocess.{json,md}`). Must not: assert speed, touch
 //! processes it did not start, or send traffic anywhere but 127.0.0.1.
 
 use std::path::{Path, PathBuf};
@@ -62,7 +67,7 @@ pub struct IngestArgs {
 const EDGE_ID: &str = "bench-edge";
 const SERVER_NAME: &str = "central.bench";
 
-pub fn ingest(args: &IngestArgs) -> Result<()> {
+pub fn ingest(args: &IngestArgs, reprocess: bool) -> Result<()> {
     anyhow::ensure!(
         args.secs > 0.0 && args.secs <= 600.0,
         "--secs must be in (0, 600]"
@@ -81,6 +86,8 @@ pub fn ingest(args: &IngestArgs) -> Result<()> {
             "warehouse-schema",
             "-p",
             "hourglass-loadgen",
+            "-p",
+            "reprocess",
         ]))?;
     }
     let bin = std::env::var_os("CARGO_TARGET_DIR")
@@ -305,6 +312,13 @@ key_file = "{key}"
         stop(&mut loader, Signal::SIGTERM)?;
         guard.defuse();
         warehouse.check_all_there(&db, rows)?;
+        let rerun = if reprocess {
+            let r = rerun(&warehouse, &bin, &work, &archive, &db, round)?;
+            warehouse.check_all_there(&db, rows)?;
+            Some(r)
+        } else {
+            None
+        };
         warehouse.drop(&db)?;
 
         let db = format!("ingest_client_{round}");
@@ -314,7 +328,7 @@ key_file = "{key}"
         let client_s = started.elapsed().as_secs_f64();
         warehouse.check_all_there(&db, rows)?;
         warehouse.drop(&db)?;
-        let r = json!({
+        let mut r = json!({
             "round": round,
             "loader_s": loader_s,
             "loader_rows_per_s": rows as f64 / loader_s,
@@ -322,6 +336,12 @@ key_file = "{key}"
             "client_rows_per_s": rows as f64 / client_s,
             "ratio": client_s / loader_s,
         });
+        if let Some((reprocess_s, days)) = rerun {
+            r["reprocess_s"] = json!(reprocess_s);
+            r["reprocess_rows_per_s"] = json!(rows as f64 / reprocess_s);
+            r["reprocess_vs_loader"] = json!(loader_s / reprocess_s);
+            r["reprocess_days"] = json!(days);
+        }
         eprintln!("round {round}: {r}");
         rounds.push(r);
     }
@@ -359,21 +379,129 @@ key_file = "{key}"
             "rounds": rounds,
             "loader_rows_per_s_median": median("loader_rows_per_s"),
             "client_rows_per_s_median": median("client_rows_per_s"),
+            "reprocess_rows_per_s_median": median("reprocess_rows_per_s"),
         },
     });
-    let table = markdown(&results);
+    let mut table = markdown(&results);
+    if reprocess {
+        table = reprocess_markdown(&results) + "\n" + &table;
+    }
     println!("{table}");
     let out = root.join("bench").join("results");
     std::fs::create_dir_all(&out)?;
+    let name = if reprocess { "reprocess" } else { "ingest" };
     std::fs::write(
-        out.join("ingest.json"),
+        out.join(format!("{name}.json")),
         serde_json::to_string_pretty(&results)? + "\n",
     )?;
-    std::fs::write(out.join("ingest.md"), table)?;
-    eprintln!("wrote bench/results/ingest.json and bench/results/ingest.md");
+    std::fs::write(out.join(format!("{name}.md")), table)?;
+    eprintln!("wrote bench/results/{name}.json and bench/results/{name}.md");
     let _ = std::fs::remove_file(&dump);
     drop(ch);
     Ok(())
+}
+
+/// Phase 3: `reprocess` over every day of `db` from `archive`, timed from
+/// process start to exit. Returns the seconds and each day's line (events,
+/// batches and where the time went).
+fn rerun(
+    warehouse: &Warehouse,
+    bin: &Path,
+    work: &Path,
+    archive: &Path,
+    db: &str,
+    round: u32,
+) -> Result<(f64, Vec<String>)> {
+    let config = work.join(format!("reprocess-{round}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "archive_dir = {:?}\nsites_file = {:?}\nmaster_secret_file = {:?}\n\
+             state_dir = {:?}\nplugin_set = \"none\"\n[warehouse]\nurl = {:?}\ndatabase = {db:?}\n",
+            archive.display().to_string(),
+            work.join("sites.json").display().to_string(),
+            work.join("master.key").display().to_string(),
+            work.join(format!("reprocess-{round}"))
+                .display()
+                .to_string(),
+            warehouse.url,
+        ),
+    )?;
+    // Every hit was received in the last minutes: today and tomorrow (UTC)
+    // cover them even across midnight.
+    let today = shell_out("date", &["-u", "+%Y-%m-%d"]);
+    let after = shell_out("date", &["-u", "-d", "+2 days", "+%Y-%m-%d"]);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let started = Instant::now();
+    let out = Command::new(bin.join("reprocess"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--range", &format!("{}..{}", today.trim(), after.trim())])
+        .args(["--yes", "--concurrency", &cores.to_string()])
+        .env("CLICKHOUSE_URL", &warehouse.url)
+        .env("CLICKHOUSE_DATABASE", db)
+        .env_remove("HOURGLASS_CONFIG")
+        .output()
+        .context("running reprocess")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "reprocess failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let days: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(", swapped"))
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "round {round}: reprocess {seconds:.2} s\n{}",
+        days.join("\n")
+    );
+    Ok((seconds, days))
+}
+
+fn reprocess_markdown(r: &Value) -> String {
+    let t = &r["throughput"];
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let (loader, rerun) = (
+        num(&t["loader_rows_per_s_median"]),
+        num(&t["reprocess_rows_per_s_median"]),
+    );
+    let mut s = format!(
+        "# reprocess vs the live loader\n\n`{}` — {}, commit {}.\n\n\
+         ## Throughput ({} rows from the same archive, median of {} rounds)\n\n\
+         | | rows/s | reprocess / loader | target |\n|---|---:|---:|---|\n\
+         | `reprocess --range` (decode, pipeline, staging, rollups, swap) | {rerun:.0} | {:.2}× | ≥ 0.5× |\n\
+         | central-ingest loader (archive → `events` + views) | {loader:.0} | | |\n\n\
+         | round | loader s | reprocess s | reprocess / loader |\n|---|---:|---:|---:|\n",
+        r["command"].as_str().unwrap_or_default(),
+        r["conditions"]["date_utc"].as_str().unwrap_or_default(),
+        r["conditions"]["git_commit"].as_str().unwrap_or_default(),
+        t["rows"],
+        r["conditions"]["rounds"],
+        if loader > 0.0 { rerun / loader } else { 0.0 },
+    );
+    for round in t["rounds"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2}× |\n",
+            round["round"],
+            num(&round["loader_s"]),
+            num(&round["reprocess_s"]),
+            num(&round["reprocess_vs_loader"]),
+        ));
+    }
+    s.push_str("\nWhere a reprocess's time went, per day (last round):\n\n```\n");
+    if let Some(last) = t["rounds"].as_array().and_then(|r| r.last()) {
+        for line in last["reprocess_days"].as_array().into_iter().flatten() {
+            s.push_str(line.as_str().unwrap_or_default());
+            s.push('\n');
+        }
+    }
+    s.push_str("```\n");
+    s
 }
 
 /// The private server, and how to reach it.

@@ -51,7 +51,7 @@ pub struct LoadStatus {
 /// The rollups fed by materialized views on `events`, with the `SELECT`
 /// each view runs, so a day can be rebuilt exactly as the views build it.
 /// Must match `warehouse-schema`'s `0002_rollups.sql` and `0003_sessions.sql`.
-const ROLLUPS: [(&str, &str); 4] = [
+pub(crate) const ROLLUPS: [(&str, &str); 4] = [
     (
         "site_hourly",
         "SELECT site_id, toStartOfHour(ts) AS hour, \
@@ -227,33 +227,6 @@ impl Warehouse {
             .fetch_one::<u64>()
             .await
             .map_err(WarehouseError::clickhouse("reading system.mutations"))
-    }
-
-    /// Rebuilds every rollup's partition for `day` (`YYYYMMDD`, UTC) from
-    /// `events`, as the materialized views would have built it, by dropping
-    /// the partition and inserting it again: readers see the day empty
-    /// meanwhile, so this is for tables nobody reads (reprocess staging).
-    /// Live tables use [`Warehouse::replace_rollups`]. Run only while
-    /// nothing inserts into that day.
-    pub async fn rebuild_rollups(&self, day: u32) -> Result<(), WarehouseError> {
-        for (table, select) in ROLLUPS {
-            let context = format!("rebuilding {table} for day {day}");
-            self.db
-                .query(&format!("ALTER TABLE {table} DROP PARTITION ?"))
-                .bind(day)
-                .with_setting(QUERY_ID, self.write_query_id())
-                .execute()
-                .await
-                .map_err(WarehouseError::clickhouse(context.clone()))?;
-            self.db
-                .query(&format!("INSERT INTO {table} {select}"))
-                .bind(day)
-                .with_setting(QUERY_ID, self.write_query_id())
-                .execute()
-                .await
-                .map_err(WarehouseError::clickhouse(context))?;
-        }
-        Ok(())
     }
 
     /// Rebuilds every rollup's partition for `day` (`YYYYMMDD`, UTC) from

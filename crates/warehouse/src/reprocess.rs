@@ -4,16 +4,17 @@
 //!
 //! Staging lives in a database of its own, `<database>_rp_<YYYYMMDD>`,
 //! holding tables named like the live ones (`CREATE TABLE … AS` the live
-//! table, without the materialized views). A [`Warehouse`] handle on it
-//! therefore inserts with [`Warehouse::insert_event_batches`] and rebuilds
-//! rollups with [`Warehouse::rebuild_rollups`], the very SQL the loader's
-//! recovery uses, and dropping staging is one `DROP DATABASE`.
+//! table) and views feeding its rollups from its `events` with the live
+//! views' SELECTs. A [`Warehouse`] handle on it therefore inserts with
+//! [`Warehouse::insert_event_batches`], exactly as the loader does, and
+//! dropping staging is one `DROP DATABASE`.
 //!
 //! Table names are constants; database names were validated as
 //! identifiers when their handles were made; days and times are bound.
 
 use serde::{Deserialize, Serialize};
 
+use crate::loads::ROLLUPS;
 use crate::{LoadStatus, Warehouse, WarehouseError};
 
 /// Every table whose day partition a reprocess swaps: `events` first,
@@ -118,24 +119,41 @@ pub struct ReprocessRun {
 impl Warehouse {
     /// A fresh, empty staging database for `day` (`YYYYMMDD`): any leftover
     /// of an interrupted run is dropped first, then each of [`DAY_TABLES`]
-    /// is created `AS` its live table. Returns a handle on it.
+    /// is created `AS` its live table, and each rollup gets a materialized
+    /// view from staging `events` with the live views' SELECT (for `day`),
+    /// so rows inserted into staging `events` feed the staging rollups
+    /// block by block, as the loader's inserts feed the live ones: no
+    /// separate rebuild. Returns a handle on it.
     pub async fn create_day_staging(&self, day: u32) -> Result<Warehouse, WarehouseError> {
         let staging = self.for_database(&format!("{}_rp_{day}", self.database()))?;
         staging.drop_database().await?;
         staging.create_database().await?;
+        let s = staging.database();
         for table in DAY_TABLES {
             let sql = format!(
-                "CREATE TABLE `{}`.{table} AS `{}`.{table}",
-                staging.database(),
+                "CREATE TABLE `{s}`.{table} AS `{}`.{table}",
                 self.database()
             );
             self.db
-                .query_raw(&sql)
+                .query(&sql)
                 .execute()
                 .await
                 .map_err(WarehouseError::clickhouse(format!(
-                    "creating staging table {}.{table}",
-                    staging.database()
+                    "creating staging table {s}.{table}"
+                )))?;
+        }
+        for (table, select) in ROLLUPS {
+            // The SELECT names `events` unqualified: qualify it with staging.
+            let select = select.replace("FROM events", &format!("FROM `{s}`.events"));
+            let sql =
+                format!("CREATE MATERIALIZED VIEW `{s}`.{table}_mv TO `{s}`.{table} AS {select}");
+            self.db
+                .query(&sql)
+                .bind(day)
+                .execute()
+                .await
+                .map_err(WarehouseError::clickhouse(format!(
+                    "creating staging view {s}.{table}_mv"
                 )))?;
         }
         Ok(staging)
