@@ -1,6 +1,7 @@
 //! Installing what the stack and the tests need on a fresh machine of the
 //! project's kind (Debian, root): ClickHouse from apt, the chdb venv from
-//! pip, rustup components, cargo-fuzz.
+//! pip, rustup components, cargo-fuzz, and for the browser tests Debian's
+//! Chromium and `playwright-core` from npm (it drives that Chromium).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +24,57 @@ fn found(program: &str, args: &[&str]) -> bool {
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
+}
+
+/// `apt-get install PACKAGES` as root on Debian, or a clear error naming
+/// what to install.
+fn apt_install(packages: &[&str], what: &str) -> Result<()> {
+    if !(is_root() && Path::new("/usr/bin/apt-get").exists()) {
+        bail!(
+            "{what} is not installed. Install it (Debian/Ubuntu: `apt-get install {}`)",
+            packages.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// The `playwright-core` version the browser tests drive Chromium with.
+const PLAYWRIGHT_CORE_VERSION: &str = "1.64.1";
+
+/// Debian's Chromium and `playwright-core` (no browser download: it
+/// drives `/usr/bin/chromium`). Returns the `node_modules` directory.
+pub fn browser() -> Result<PathBuf> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        apt_install(&["chromium"], "chromium")?;
+    }
+    if !found("node", &["--version"]) {
+        apt_install(&["nodejs", "npm"], "node")?;
+    }
+    let prefix = hourglass_testkit::node_prefix();
+    let modules = prefix.join("node_modules");
+    if modules.join("playwright-core/package.json").exists() {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&prefix)?;
+    eprintln!(
+        "xtask: installing playwright-core {PLAYWRIGHT_CORE_VERSION} into {}",
+        prefix.display()
+    );
+    run_cmd(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(format!("playwright-core@{PLAYWRIGHT_CORE_VERSION}"))
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+    )?;
+    Ok(modules)
 }
 
 /// `clickhouse-server` from the distribution's packages.

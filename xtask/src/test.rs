@@ -31,6 +31,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         install::clickhouse()?;
     }
     let python = install::chdb_python()?;
+    install::browser()?;
 
     if !args.no_lint {
         step("cargo fmt --check");

@@ -32,6 +32,16 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// Where `cargo xtask test` installs the npm packages of the browser tests
+/// (`<prefix>/node_modules`): `$HOURGLASS_NODE_PREFIX`, else a cache dir.
+pub fn node_prefix() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOURGLASS_NODE_PREFIX") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/hourglass-node")
+}
+
 /// The Python interpreter that has `chdb` (current ClickHouse, embedded):
 /// `$HOURGLASS_PYTHON`, else the venv `cargo xtask test` installs.
 pub fn python() -> PathBuf {
