@@ -227,6 +227,12 @@ fn bad_requests_get_their_status_and_a_counted_reason() {
     let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
     let edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, "");
     let url = &edge.url;
+    // Ready (what a rolling deploy waits for) once the ingress listens.
+    let ready = agent()
+        .get(&format!("{}/readyz", edge.ops_url))
+        .call()
+        .unwrap();
+    assert_eq!(ready.status(), 200);
     let event = |d: &str, u: &str| format!(r#"{{"n":"pageview","u":"{u}","d":"{d}"}}"#);
 
     let cases: Vec<(&str, (u16, String), u16, &str)> = vec![

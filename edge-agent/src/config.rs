@@ -20,7 +20,7 @@ pub struct RawConfig {
     pub edge_id: String,
     /// Beacon ingress (HTTP/1.1 and HTTP/2).
     pub listen: String,
-    /// `/metrics` and `/healthz`.
+    /// `/metrics`, `/healthz` and `/readyz`.
     pub ops_listen: String,
     /// Directory of the disk buffer.
     pub buffer_dir: PathBuf,
