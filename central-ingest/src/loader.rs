@@ -10,6 +10,10 @@
 //!    atomic only per block and partition, so never span days);
 //! 3. ledger rows `loaded` (a higher version).
 //!
+//! While a set is inserted, the next one is read and decoded in the
+//! background (only header and events are kept), so decoding and
+//! ClickHouse's insert share the cores instead of taking turns.
+//!
 //! Recovery (at start, and after any failed load): every batch whose latest
 //! ledger status is `loading` may be partly in `events`, and the views may
 //! have fired for part of it. First it waits until no statement of an
