@@ -10,6 +10,10 @@
 //!    atomic only per block and partition, so never span days);
 //! 3. ledger rows `loaded` (a higher version).
 //!
+//! While a set is inserted, the next one is read and decoded in the
+//! background (only header and events are kept), so decoding and
+//! ClickHouse's insert share the cores instead of taking turns.
+//!
 //! Recovery (at start, and after any failed load): every batch whose latest
 //! ledger status is `loading` may be partly in `events`, and the views may
 //! have fired for part of it. First it waits until no statement of an
@@ -82,6 +86,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const LEDGER_CHUNK: usize = 1000;
 const DAY_S: u32 = 86_400;
 const ORPHAN_WRITE_LOG_AFTER: Duration = Duration::from_secs(5);
+/// At most this many batches are decoded ahead of the load in progress.
+const PREFETCH_MAX_BATCHES: usize = 10_000;
+
+type Prefetch = tokio::task::JoinHandle<Vec<(BatchKey, Batch)>>;
 
 impl Loader {
     pub fn new(
@@ -149,9 +157,69 @@ impl Loader {
         let Some(set) = self.take_set(now).await? else {
             return Ok(false);
         };
-        self.load(set).await?;
+        // Decode the next set while this one is inserted: on a small box
+        // the loader's decoding and ClickHouse's insert then share the
+        // cores instead of taking turns.
+        let prefetch = self.start_prefetch(&set);
+        let loaded = self.load(set).await;
+        self.finish_prefetch(prefetch).await;
+        loaded?;
         self.report_lag(now_ms());
         Ok(true)
+    }
+
+    /// Starts reading and decoding, in the background, the pending
+    /// batches after `set` (in key order, about `max_rows` events' worth).
+    fn start_prefetch(&self, set: &[(BatchKey, Batch)]) -> Option<Prefetch> {
+        let taken: HashSet<&BatchKey> = set.iter().map(|(k, _)| k).collect();
+        let keys: Vec<BatchKey> = self
+            .pending
+            .iter()
+            .filter(|(k, p)| p.batch.is_none() && !taken.contains(k))
+            .map(|(k, _)| k.clone())
+            .take(PREFETCH_MAX_BATCHES)
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let archive = self.archive.clone();
+        let max_rows = self.settings.max_rows;
+        Some(tokio::spawn(async move {
+            let mut decoded = Vec::new();
+            let mut rows = 0;
+            for key in keys {
+                // Failures are left to `take_set`, which reports them.
+                let Ok(bytes) = archive.get(&key).await else {
+                    break;
+                };
+                let Ok(Ok(batch)) =
+                    tokio::task::spawn_blocking(move || decode_for_load(&bytes)).await
+                else {
+                    break;
+                };
+                rows += batch.events.len();
+                decoded.push((key, batch));
+                if rows >= max_rows {
+                    break;
+                }
+            }
+            decoded
+        }))
+    }
+
+    async fn finish_prefetch(&mut self, prefetch: Option<Prefetch>) {
+        let Some(prefetch) = prefetch else {
+            return;
+        };
+        if let Ok(decoded) = prefetch.await {
+            for (key, batch) in decoded {
+                if let Some(pending) = self.pending.get_mut(&key)
+                    && pending.batch.is_none()
+                {
+                    pending.batch = Some(batch);
+                }
+            }
+        }
     }
 
     async fn recover(&mut self) -> anyhow::Result<()> {
@@ -291,7 +359,7 @@ impl Loader {
         for (key, pending) in self.pending.iter_mut() {
             if pending.batch.is_none() {
                 let bytes = self.archive.get(key).await?;
-                match decode_batch(&bytes) {
+                match tokio::task::spawn_blocking(move || decode_for_load(&bytes)).await? {
                     Ok(batch) => pending.batch = Some(batch),
                     Err(error) => {
                         tracing::error!(key = %key, %error, "archived batch does not decode; not loading it");
@@ -446,6 +514,15 @@ impl Loader {
         self.last_version = now.max(self.last_version + 1);
         self.last_version
     }
+}
+
+/// A batch as the loader keeps it: header and events (the raw hits and
+/// rejects are for `reprocess`, and would double the memory a set takes).
+fn decode_for_load(bytes: &[u8]) -> Result<Batch, hourglass_model::DecodeError> {
+    let mut batch = decode_batch(bytes)?;
+    batch.raw_hits = Vec::new();
+    batch.rejects = Vec::new();
+    Ok(batch)
 }
 
 /// `YYYYMMDD` (UTC) of `seconds` since the epoch.

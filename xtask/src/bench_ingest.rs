@@ -12,10 +12,12 @@
 //! 2. **Loader throughput.** The archive phase 1 wrote is loaded again
 //!    by a loader-only `central-ingest serve` into a freshly migrated
 //!    database (`events` + materialized views), timed from the process
-//!    start until `events` and the `sessions` rollup hold every row; side
-//!    by side, `clickhouse-client` inserts the very same rows (dumped from
-//!    phase 1 as `Native`) into another freshly migrated database. Rounds
-//!    alternate; the medians are compared.
+//!    start until it reports every row loaded; side by side,
+//!    `clickhouse-client` inserts the very same rows (dumped from phase 1
+//!    as `Native`, in the order the loader inserts them) into another
+//!    freshly migrated database. Both are then checked to hold every row
+//!    in `events` and every rollup. Rounds alternate; the medians are
+//!    compared.
 //! 3. **Reprocess** (`bench reprocess` only). In each round, once the
 //!    loader has loaded its database, `reprocess --range` rebuilds every
 //!    day of it from the same archive (plugin set `none`, as the edge ran,
@@ -271,7 +273,14 @@ key_file = "{key}"
     // Phase 2: the same rows through the loader and through clickhouse-client.
     let rows = warehouse.count("fresh", "SELECT count() FROM events")?;
     let dump = work.join("events.native");
-    warehouse.client_to_file("SELECT * FROM fresh.events FORMAT Native", &dump)?;
+    // In the order the loader inserts them (batch by batch, hit by hit):
+    // `SELECT *` alone returns them sorted by the table's key, which
+    // ClickHouse then sorts and aggregates far more cheaply (measured:
+    // ~30 % less server CPU) than rows as they arrive.
+    warehouse.client_to_file(
+        "SELECT * FROM fresh.events ORDER BY batch_id, hit_index FORMAT Native",
+        &dump,
+    )?;
     let dump_bytes = std::fs::metadata(&dump)?.len();
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
@@ -291,10 +300,12 @@ key_file = "{key}"
         let started = Instant::now();
         let mut loader = warehouse.serve(&central_bin, &config, &db, &log)?;
         let guard = Guard(Some(loader.id()));
-        let done =
-            "SELECT (SELECT count() FROM events) + (SELECT countMerge(events) FROM sessions)";
+        // Done when the loader says so (its inserts returned, views and
+        // all); polling ClickHouse itself would cost it CPU meanwhile.
+        let ops: std::net::SocketAddr = ([127, 0, 0, 1], ops).into();
         loop {
-            if warehouse.count(&db, done)? >= 2 * rows {
+            let metrics = crate::bench::http_get(ops, "/metrics").unwrap_or_default();
+            if metric_sum(&metrics, "hourglass_central_loaded_rows_total") >= rows as f64 {
                 break;
             }
             if let Some(status) = loader.try_wait()? {
