@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use hourglass_e2e::central::{Central, ca_with_server_cert, count, merchant_with_site, migrate};
 use hourglass_e2e::edge::{DOMAIN, Edge, SITE_ID};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn node_modules() -> PathBuf {
     std::env::var_os("HOURGLASS_NODE_MODULES").map_or_else(
@@ -145,6 +145,34 @@ fn the_tracker_in_chromium_reaches_the_dashboard() {
         "one visitor, one session"
     );
 
+    // Goals and a funnel over what the browser did (/, Signup, /pricing).
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let post = |path: &str, body: Value| {
+        let status = agent
+            .post(&format!("{api_url}{path}"))
+            .header("Authorization", &format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("the API answers")
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "{path} {body}");
+    };
+    for goal in [
+        json!({"site_id": DOMAIN, "name": "Home", "page_path": "/"}),
+        json!({"site_id": DOMAIN, "name": "Signup", "event_name": "Signup"}),
+        json!({"site_id": DOMAIN, "name": "Pricing", "page_path": "/pricing"}),
+    ] {
+        post("/api/v1/goals", goal);
+    }
+    post(
+        "/api/v1/funnels",
+        json!({"site_id": DOMAIN, "name": "Signup flow", "steps": ["Home", "Signup", "Pricing"]}),
+    );
+
     let png = hourglass_testkit::state_dir().join("artifacts/dashboard.png");
     std::fs::create_dir_all(png.parent().expect("a parent")).expect("artifacts dir");
     let _ = std::fs::remove_file(&png);
@@ -158,6 +186,18 @@ fn the_tracker_in_chromium_reaches_the_dashboard() {
     assert_eq!(shown["stats"]["Visitors"], "1", "{shown}");
     assert_eq!(shown["stats"]["Pageviews"], "2", "{shown}");
     assert_eq!(shown["stats"]["Last 30 min"], "1", "{shown}");
+    let goals = shown["cards"]["Goals"].as_str().unwrap_or_default();
+    for line in ["Signup\t1\t1\t100%", "Pricing\t1\t1\t100%"] {
+        assert!(
+            goals.contains(line),
+            "{line:?} not in the Goals card: {goals:?}"
+        );
+    }
+    let funnels = shown["cards"]["Funnels"].as_str().unwrap_or_default();
+    assert!(
+        funnels.contains("Signup flow") && funnels.contains("3. Pricing\t1\t100%"),
+        "{funnels:?}"
+    );
     let size = std::fs::metadata(&png).map_or(0, |m| m.len());
     assert!(size > 10_000, "screenshot of {size} bytes");
     drop(edge);

@@ -407,6 +407,29 @@ fn body(status: StatusCode, content_type: &'static str, bytes: &[u8]) -> Resp {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_tracker_is_under_2_kib_gzipped() {
+        use std::io::Write;
+        let mut gzip = std::process::Command::new("gzip")
+            .args(["-9", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip is installed");
+        gzip.stdin
+            .take()
+            .expect("a stdin")
+            .write_all(TRACKER_JS.as_bytes())
+            .expect("gzip reads");
+        let out = gzip.wait_with_output().expect("gzip ends");
+        assert!(out.status.success());
+        assert!(
+            out.stdout.len() < 2048,
+            "the tracker is {} bytes gzipped",
+            out.stdout.len()
+        );
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }

@@ -35,7 +35,11 @@ async function main() {
       });
       await page.goto(url, { waitUntil: 'load' });
       await page.waitForFunction(() => typeof window.hourglass === 'function' && !window.hourglass.q);
+      // Events are stored with one-second times: a second apart, so the
+      // funnel's steps have an order.
+      await page.waitForTimeout(1100);
       await page.click('#signup');
+      await page.waitForTimeout(1100);
       await page.click('#next');
       // Beacons are fire-and-forget; give them a moment to be answered.
       await page.waitForTimeout(1500);
@@ -43,15 +47,20 @@ async function main() {
     } else if (mode === 'dashboard') {
       await page.goto(url, { waitUntil: 'load' });
       await page.waitForFunction(
-        () => document.querySelectorAll('#totals .stat').length >= 4
-          && document.querySelectorAll('#tables .card table, #tables .card .empty').length >= 3,
+        () => {
+          const cards = [...document.querySelectorAll('#tables .card')];
+          return document.querySelectorAll('#totals .stat').length >= 4 && cards.length >= 10
+            && cards.every((c) => c.querySelector('table, .empty'));
+        },
         null, { timeout: 30000 });
       await page.waitForTimeout(500);
+      const cards = await page.$$eval('#tables .card', (els) => Object.fromEntries(
+        els.map((e) => [e.querySelector('h2').textContent, e.innerText])));
       const stats = await page.$$eval('#totals .stat', (els) => Object.fromEntries(
         els.map((e) => [e.querySelector('.label').textContent, e.querySelector('.value').textContent])));
       const error = await page.$eval('#error', (e) => e.textContent);
       await page.screenshot({ path: png, fullPage: true });
-      console.log(JSON.stringify({ stats, error }));
+      console.log(JSON.stringify({ stats, cards, error }));
     } else {
       throw new Error(`unknown mode ${mode}`);
     }

@@ -3,7 +3,9 @@
 //! computation. Goals in stats queries (`event:goal`, `conversion_rate`)
 //! are planned in [`query`](crate::query); a funnel is its own statement:
 //! sessions of the range, each scored with `windowFunnel` over the steps'
-//! conditions, then the distinct visitors that reached each step.
+//! conditions, then the distinct visitors that reached each step. Event
+//! times are whole seconds, so two steps within the same second have no
+//! order and may not count as consecutive.
 
 use serde::{Deserialize, Serialize};
 
