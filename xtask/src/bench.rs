@@ -40,6 +40,8 @@ enum Bench {
     Ingest(crate::bench_ingest::IngestArgs),
     /// `reprocess` over the archive the ingest run made, side by side with the loader on the same rows.
     Reprocess(crate::bench_ingest::IngestArgs),
+    /// The dashboard's queries over ≥ 10 M generated events: rollups vs raw `events`, and the API at fixed rates.
+    Query(crate::bench_query::QueryArgs),
 }
 
 #[derive(Args)]
@@ -71,6 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Bench::Edge(a) => edge(a),
         Bench::Ingest(a) => crate::bench_ingest::ingest(a, false),
         Bench::Reprocess(a) => crate::bench_ingest::ingest(a, true),
+        Bench::Query(a) => crate::bench_query::query(a),
     }
 }
 

@@ -15,6 +15,7 @@
 mod ansible;
 mod bench;
 mod bench_ingest;
+mod bench_query;
 mod install;
 mod plugins;
 mod stack;
