@@ -594,23 +594,37 @@ fn swapping_an_empty_staging_day_empties_the_live_day() {
 /// One more batch of one stamped hit at `offset_s` into day 1, from
 /// `edge_id`, archived (not loaded). Returns its key and hits.
 fn archive_extra_batch(s: &Setup, edge_id: &str, offset_s: i64) -> (BatchKey, Vec<RawHit>) {
+    archive_batch(s, edge_id, &[offset_s])
+}
+
+/// A batch of stamped hits received at `offsets_s` after day 1's start
+/// (filed under the hour of the first), archived (not loaded).
+fn archive_batch(s: &Setup, edge_id: &str, offsets_s: &[i64]) -> (BatchKey, Vec<RawHit>) {
     let edge = pipeline(Box::new(NoPlugins));
-    let received_at_ms = (nov_1_2026_s() + offset_s) * 1000;
-    let mut hit = RawHit {
-        received_at_ms,
-        edge_id: edge_id.into(),
-        seq: 1,
-        protocol: Protocol::Native as i32,
-        method: "POST".into(),
-        path_and_query: "/api/event".into(),
-        user_agent: UAS[0].into(),
-        client_ip: "203.0.113.5".into(),
-        referer: String::new(),
-        body: br#"{"n":"pageview","u":"https://a.example/late","d":"a.example","r":"https://www.google.com/"}"#.to_vec(),
-        ..RawHit::default()
-    };
-    let decoded = edge.admit(&hit).expect("admitted");
-    edge.stamp(&mut hit, &decoded, &mut SessionTable::new(10));
+    let mut sessions = SessionTable::new(10);
+    let hits: Vec<RawHit> = offsets_s
+        .iter()
+        .enumerate()
+        .map(|(i, offset_s)| {
+            let mut hit = RawHit {
+                received_at_ms: (nov_1_2026_s() + offset_s) * 1000,
+                edge_id: edge_id.into(),
+                seq: i as u64 + 1,
+                protocol: Protocol::Native as i32,
+                method: "POST".into(),
+                path_and_query: "/api/event".into(),
+                user_agent: UAS[0].into(),
+                client_ip: "203.0.113.5".into(),
+                referer: String::new(),
+                body: br#"{"n":"pageview","u":"https://a.example/late","d":"a.example","r":"https://www.google.com/"}"#.to_vec(),
+                ..RawHit::default()
+            };
+            let decoded = edge.admit(&hit).expect("admitted");
+            edge.stamp(&mut hit, &decoded, &mut sessions);
+            hit
+        })
+        .collect();
+    let received_at_ms = hits[0].received_at_ms;
     let key = BatchKey {
         hour: Hour::from_unix_ms(received_at_ms).expect("an hour"),
         batch_id: BatchId {
@@ -618,14 +632,13 @@ fn archive_extra_batch(s: &Setup, edge_id: &str, offset_s: i64) -> (BatchKey, Ve
             seq: 1,
         },
     };
-    let hits = vec![hit];
     let batch = Batch {
         header: Some(BatchHeader {
             id: Some(key.batch_id.clone()),
             created_at_ms: received_at_ms,
             plugin_set: "none".into(),
-            hit_count: 1,
-            event_count: 1,
+            hit_count: hits.len() as u32,
+            event_count: hits.len() as u32,
             reject_count: 0,
         }),
         events: pipeline(Box::new(NoPlugins)).process_batch(&hits).events,
@@ -642,6 +655,31 @@ fn archive_extra_batch(s: &Setup, edge_id: &str, offset_s: i64) -> (BatchKey, Ve
                 .expect("archive put")
         });
     (key, hits)
+}
+
+#[test]
+fn a_batch_received_across_midnight_is_reprocessed_with_the_next_day() {
+    let s = setup();
+    // First hit at 23:59:58 of day 1 (the batch is filed under that hour),
+    // second at 00:00:01 of day 2; loaded with v1.
+    let (key, hits) = archive_batch(&s, "edge-m", &[86_400 - 2, 86_400 + 1]);
+    let v1 = process(&[(key.clone(), hits.clone())], Box::new(NoPlugins));
+    let v2 = process(&[(key, hits)], v2_chain());
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(load(&warehouse(&s.db), "none", &v1));
+    rt.block_on(load(&warehouse(&s.reference), "v2", &v2));
+    let out = reprocess(&s, &["--range", "2026-11-02T00..2026-11-03T00"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(
+        s.db.query(
+            "SELECT count() FROM events WHERE batch_id LIKE 'edge-m-%' AND plugin_set = 'v2' \
+             AND toYYYYMMDD(ts) = 20261102"
+        )
+        .expect("query")
+        .trim(),
+        "1"
+    );
+    assert_eq!(dump(&s.db, DAYS[1], "1"), dump(&s.reference, DAYS[1], "1"));
 }
 
 #[test]

@@ -199,7 +199,10 @@ impl Api {
     /// body) and the JSON body (`null` without one), or the answer to
     /// send: 401/429 from the key, 400 for a bad body, 404 for a site the
     /// key may not read.
-    async fn site_and_input(&self, req: Request<Incoming>) -> Result<(Site, Value), Answer> {
+    pub(super) async fn site_and_input(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Site, Value), Answer> {
         let grant = self.grant(&req).await?;
         let from_query = req.uri().query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())

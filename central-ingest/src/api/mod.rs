@@ -158,25 +158,11 @@ impl Api {
     /// `GET /api/v1/realtime?site_id=DOMAIN`: visitors and pageviews of
     /// the last 30 minutes and the top pages now. Never cached.
     async fn realtime(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let grant = match self.grant(&req).await {
-            Ok(g) => g,
+        let (site, _) = match self.site_and_input(req).await {
+            Ok(x) => x,
             Err(r) => return r,
         };
-        let domain = req.uri().query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "site_id")
-                .map(|(_, v)| v.into_owned())
-        });
-        let Some(domain) = domain.filter(|d| !d.is_empty()) else {
-            return invalid(
-                StatusCode::BAD_REQUEST,
-                "site_id",
-                "required query parameter: the site's domain, e.g. ?site_id=example.com",
-            );
-        };
-        let Some(site) = grant.site_by_domain(&domain) else {
-            return error(StatusCode::NOT_FOUND, "site not found");
-        };
+        let domain = site.domain.clone();
         let now_s = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));

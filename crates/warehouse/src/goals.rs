@@ -15,6 +15,10 @@ use crate::{Warehouse, WarehouseError};
 
 /// Most steps a funnel may have.
 pub const MAX_FUNNEL_STEPS: usize = 8;
+/// Most goals a site may have: each is a condition in every goal query.
+pub const MAX_GOALS: usize = 100;
+/// Most funnels a site may have.
+pub const MAX_FUNNELS: usize = 50;
 /// A funnel's steps must happen within one session; sessions end after
 /// 30 minutes without events, so a day bounds any session in practice.
 const FUNNEL_WINDOW_S: u32 = 86_400;
@@ -97,14 +101,18 @@ impl Warehouse {
             }
             _ => return invalid("a goal has either event_name or page_path, not both"),
         };
-        if self
-            .goals(site_id)
-            .await?
-            .iter()
-            .any(|g| g.display_name == name)
-        {
+        if event_name.chars().count() > 120 || page_path.chars().count() > 500 {
+            return invalid("a goal's event name has at most 120 characters, its path at most 500");
+        }
+        let goals = self.goals(site_id).await?;
+        if goals.iter().any(|g| g.display_name == name) {
             return Err(MetadataError::Invalid(format!(
                 "the site already has a goal named {name:?}"
+            )));
+        }
+        if goals.len() >= MAX_GOALS {
+            return Err(MetadataError::Invalid(format!(
+                "a site has at most {MAX_GOALS} goals; delete one first"
             )));
         }
         let row = GoalRow {
@@ -183,9 +191,15 @@ impl Warehouse {
                 value: unknown.clone(),
             });
         }
-        if self.funnels(site_id).await?.iter().any(|f| f.name == name) {
+        let funnels = self.funnels(site_id).await?;
+        if funnels.iter().any(|f| f.name == name) {
             return Err(MetadataError::Invalid(format!(
                 "the site already has a funnel named {name:?}"
+            )));
+        }
+        if funnels.len() >= MAX_FUNNELS || name.chars().count() > 120 {
+            return Err(MetadataError::Invalid(format!(
+                "a site has at most {MAX_FUNNELS} funnels, each named in at most 120 characters"
             )));
         }
         let row = FunnelRow {

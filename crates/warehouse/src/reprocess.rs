@@ -192,6 +192,14 @@ impl Warehouse {
         selection: &Selection,
         batch_ids: &[String],
     ) -> Result<Vec<BatchDayRows>, WarehouseError> {
+        // Chunks of ids keep each statement far below `max_query_size`.
+        if batch_ids.len() > 1000 {
+            let mut out = Vec::new();
+            for chunk in batch_ids.chunks(1000) {
+                out.extend(Box::pin(self.batch_rows_in_day(day, selection, chunk)).await?);
+            }
+            return Ok(out);
+        }
         if batch_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -209,6 +217,16 @@ impl Warehouse {
             .map_err(WarehouseError::clickhouse(format!(
                 "counting late batches' rows in day {day}"
             )))
+    }
+
+    /// The server's time zone: `toYYYYMMDD(ts)`, which partitions every
+    /// table, is a day in this zone.
+    pub async fn server_timezone(&self) -> Result<String, WarehouseError> {
+        self.db
+            .query("SELECT timezone()")
+            .fetch_one::<String>()
+            .await
+            .map_err(WarehouseError::clickhouse("reading the server's time zone"))
     }
 
     /// Records a state of a reprocess run in `reprocess_runs`.
