@@ -745,6 +745,8 @@ fn a_batch_loaded_while_a_day_is_swapped_is_kept_once_as_the_loader_loaded_it() 
     // loaded it (v1), which is what the reprocess must keep.
     rt.block_on(load(&warehouse(&s.reference), "none", &v1));
     std::fs::write(barrier.join("go-20261101"), b"").expect("go");
+    wait_for(&barrier.join("ready-mid-20261101"), &mut child);
+    std::fs::write(barrier.join("go-mid-20261101"), b"").expect("go");
     // The swap dropped it; the ledger check sees that and inserts it again.
     let out = child.wait_with_output().expect("reprocess ends");
     let text = stdout(&out);
@@ -933,4 +935,55 @@ fn a_reader_of_the_api_sees_each_day_before_or_after_the_swap_never_between() {
         "an answer was neither before nor after: {:?}",
         answers.iter().find(|a| **a != before && **a != after)
     );
+}
+
+#[test]
+fn a_batch_loaded_between_the_swaps_of_events_and_the_rollups_counts_everywhere_once() {
+    let s = setup();
+    let barrier = s.dir.path().join("barrier");
+    std::fs::create_dir_all(&barrier).expect("barrier dir");
+    let dir = s.dir.path();
+    let mut child = binary("reprocess")
+        .env_remove("HOURGLASS_CONFIG")
+        .env("CLICKHOUSE_URL", &s.db.url)
+        .env("CLICKHOUSE_DATABASE", &s.db.name)
+        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
+        .arg("--config")
+        .arg(dir.join("reprocess.toml"))
+        .arg("--plugins")
+        .arg(dir.join("v2.toml"))
+        .args(["--range", "2026-11-01T00..2026-11-02T00"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("reprocess starts");
+    wait_for(&barrier.join("ready-20261101"), &mut child);
+    // A second run on the same database meanwhile is refused.
+    let second = reprocess(
+        &s,
+        &["--range", "2026-11-01T00..2026-11-02T00", "--dry-run"],
+    );
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another reprocess is running"));
+    std::fs::write(barrier.join("go-20261101"), b"").expect("go");
+    // `events` is swapped, the rollups are not yet: the loader loads now.
+    wait_for(&barrier.join("ready-mid-20261101"), &mut child);
+    let (key, hits) = archive_extra_batch(&s, "edge-4", 12 * 3600 + 5);
+    let v1 = process(&[(key, hits)], Box::new(NoPlugins));
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(load(&warehouse(&s.db), "none", &v1));
+    rt.block_on(load(&warehouse(&s.reference), "none", &v1));
+    std::fs::write(barrier.join("go-mid-20261101"), b"").expect("go");
+    let out = child.wait_with_output().expect("reprocess ends");
+    let text = stdout(&out);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        s.db.query("SELECT count() FROM events WHERE batch_id LIKE 'edge-4-%'")
+            .expect("query")
+            .trim(),
+        "1"
+    );
+    hourglass_e2e::central::rollups_match_events(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump(&s.db, DAYS[0], "1"), dump(&s.reference, DAYS[0], "1"));
 }

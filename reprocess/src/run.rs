@@ -14,8 +14,12 @@
 //!    plugins (`--concurrency` pipelines on as many threads) and insert the
 //!    events of the selection; staging's own views (the live views'
 //!    SELECTs) build its rollups from both, block by block;
-//! 4. `REPLACE PARTITION` the day of `events` and of every rollup from
-//!    staging, table by table (each swap atomic for readers);
+//! 4. tee the live day into staging (views on the live `events`: every
+//!    load into the day from now on also goes to staging `events` and to
+//!    each staging rollup), then `REPLACE PARTITION` the day of `events` and
+//!    of every rollup from staging, table by table (each swap atomic for
+//!    readers; a load landing between two swaps is in every table swapped
+//!    after it, so nothing is lost from a rollup);
 //! 5. *late batches*: every batch overlapping the day that the ledger shows
 //!    `loading`/`loaded`, is not in `U` and was not `loaded` at step 1 was
 //!    loaded by the live loader while this ran. Wait until none of them is `loading`, then count each
@@ -32,12 +36,11 @@
 //! INSERT, which ClickHouse applies as one part: a late batch's part is
 //! wholly before or wholly after the swap of `events`.
 //!
-//! Known gap: the swap is five `REPLACE PARTITION`s, not one instant. A
-//! load that lands after `events` is swapped and before the last rollup is
-//! keeps its `events` rows but loses its contribution to the rollups
-//! swapped after it. Closing it needs the loader's inserts into the day to
-//! reach staging too during the swap (a view from live `events` into
-//! staging), or a fence the loader honours.
+//! The swap is five `REPLACE PARTITION`s, not one instant: the tee is what
+//! keeps a load landing between two of them in every later table (without
+//! it the load would stay in `events` and vanish from the rollups swapped
+//! after it). A load that landed before the tee and was dropped by the
+//! `events` swap is a late batch of step 5.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -50,7 +53,9 @@ use hourglass_archive::{Archive, BatchKey, HOUR_MS, Hour};
 use hourglass_model::{BatchId, Event, decode_batch};
 use hourglass_plugin_host::{Limits, PluginSet};
 use hourglass_processing::{IdentityKeys, Pipeline, SiteDirectory};
-use hourglass_warehouse::{ReprocessRun, Selection, SiteDaySummary, Warehouse, unix_seconds};
+use hourglass_warehouse::{
+    DAY_TABLES, ReprocessRun, Selection, SiteDaySummary, Warehouse, unix_seconds,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +193,22 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
             sites_text(&args.sites),
             state.display()
         );
+    }
+    // One run per database at a time: runs share the staging databases.
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let lock_path = config
+        .state_dir
+        .join(format!("{}.lock", warehouse.database()));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    if let Err(e) = lock.try_lock() {
+        return Err(Refused(format!(
+            "another reprocess is running on database {} ({}: {e}); wait for it to end",
+            warehouse.database(),
+            lock_path.display()
+        ))
+        .into());
     }
     let lateness_ms = i64::from(config.max_lateness_hours) * HOUR_MS;
     let window = (
@@ -477,10 +498,19 @@ async fn reprocess_day(
         });
     }
 
-    // 4. Swap, 5. keep the batches the loader loaded meanwhile.
-    test_barrier(day.id).await?;
+    // 4. Swap (loads landing meanwhile reach staging too), 5. keep the
+    // batches the loader loaded before that.
+    test_barrier(&format!("{}", day.id)).await?;
     clock = Instant::now();
-    warehouse.replace_day_from(&staging, day.id).await?;
+    warehouse.tee_day_into(&staging, day.id).await?;
+    for table in DAY_TABLES {
+        warehouse
+            .replace_table_day_from(&staging, table, day.id)
+            .await?;
+        if table == "events" {
+            test_barrier(&format!("mid-{}", day.id)).await?;
+        }
+    }
     let loaded_before: HashSet<String> = before_ledger
         .iter()
         .filter(|l| l.status == "loaded")
@@ -766,16 +796,18 @@ fn host() -> String {
 }
 
 /// Test hook: when `HOURGLASS_REPROCESS_BARRIER_DIR` is set, creates
-/// `ready-<day>` there just before the swap and waits for `go-<day>`, so a
-/// test can load a batch into the day at exactly that point (the race step
-/// 5 exists for). Unset in production: nothing happens.
-async fn test_barrier(day: u32) -> Result<()> {
+/// `ready-<point>` there and waits for `go-<point>`, so a test can load a
+/// batch into the day at exactly that point: `<day>` just before the swap
+/// (the race step 5 exists for), `mid-<day>` right after `events` is
+/// swapped (the race the tee exists for). Unset in production: nothing
+/// happens.
+async fn test_barrier(point: &str) -> Result<()> {
     let Some(dir) = std::env::var_os("HOURGLASS_REPROCESS_BARRIER_DIR") else {
         return Ok(());
     };
     let dir = PathBuf::from(dir);
-    std::fs::write(dir.join(format!("ready-{day}")), b"")?;
-    let go = dir.join(format!("go-{day}"));
+    std::fs::write(dir.join(format!("ready-{point}")), b"")?;
+    let go = dir.join(format!("go-{point}"));
     while !go.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -247,6 +247,69 @@ impl Warehouse {
             .map_err(WarehouseError::clickhouse(context()))
     }
 
+    /// Makes every insert into this database's `events` for `day` go to
+    /// staging as well: its rows to staging `events` and its aggregates to
+    /// each staging rollup (one view per table, from the live `events`,
+    /// dropped with staging; views do not fire for rows another view
+    /// writes, so staging's own views would not see them). While the
+    /// tables are swapped one by one, a load landing between two swaps is
+    /// in every table swapped after it.
+    pub async fn tee_day_into(&self, staging: &Warehouse, day: u32) -> Result<(), WarehouseError> {
+        let (s, live) = (staging.database(), self.database());
+        let mut views = vec![(
+            "events".to_owned(),
+            format!("SELECT * FROM `{live}`.events WHERE toYYYYMMDD(ts) = ?"),
+        )];
+        for (table, select) in ROLLUPS {
+            views.push((
+                table.to_owned(),
+                select.replace("FROM events", &format!("FROM `{live}`.events")),
+            ));
+        }
+        for (table, select) in views {
+            let sql =
+                format!("CREATE MATERIALIZED VIEW `{s}`.tee_{table} TO `{s}`.{table} AS {select}");
+            self.db
+                .query(&sql)
+                .bind(day)
+                .execute()
+                .await
+                .map_err(WarehouseError::clickhouse(format!(
+                    "teeing day {day} of events into {s}.{table}"
+                )))?;
+        }
+        Ok(())
+    }
+
+    /// Swaps `day` of `table` (one of [`DAY_TABLES`]) for the same
+    /// partition of `staging`: atomic for readers of that table.
+    pub async fn replace_table_day_from(
+        &self,
+        staging: &Warehouse,
+        table: &str,
+        day: u32,
+    ) -> Result<(), WarehouseError> {
+        let table = DAY_TABLES
+            .into_iter()
+            .find(|t| *t == table)
+            .ok_or_else(|| WarehouseError::InvalidIdentifier {
+                what: "day table",
+                value: table.to_owned(),
+            })?;
+        let sql = format!(
+            "ALTER TABLE {table} REPLACE PARTITION ? FROM `{}`.{table}",
+            staging.database()
+        );
+        self.db
+            .query(&sql)
+            .bind(day)
+            .execute()
+            .await
+            .map_err(WarehouseError::clickhouse(format!(
+                "swapping day {day} of {table} from staging"
+            )))
+    }
+
     /// Swaps `day` of every table in [`DAY_TABLES`] for the same partition
     /// of `staging`, table by table. Each `REPLACE PARTITION` is atomic for
     /// readers (they see the old or the new partition of that table);
@@ -258,18 +321,7 @@ impl Warehouse {
         day: u32,
     ) -> Result<(), WarehouseError> {
         for table in DAY_TABLES {
-            let sql = format!(
-                "ALTER TABLE {table} REPLACE PARTITION ? FROM `{}`.{table}",
-                staging.database()
-            );
-            self.db
-                .query(&sql)
-                .bind(day)
-                .execute()
-                .await
-                .map_err(WarehouseError::clickhouse(format!(
-                    "swapping day {day} of {table} from staging"
-                )))?;
+            self.replace_table_day_from(staging, table, day).await?;
         }
         Ok(())
     }
