@@ -987,3 +987,69 @@ fn a_batch_loaded_between_the_swaps_of_events_and_the_rollups_counts_everywhere_
     hourglass_e2e::central::rollups_match_events(&s.db).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dump(&s.db, DAYS[0], "1"), dump(&s.reference, DAYS[0], "1"));
 }
+
+#[test]
+fn killed_mid_swap_the_rerun_keeps_a_batch_the_swap_dropped() {
+    let s = setup();
+    let barrier = s.dir.path().join("barrier");
+    std::fs::create_dir_all(&barrier).expect("barrier dir");
+    let dir = s.dir.path();
+    let range = "2026-11-01T12..2026-11-02T00";
+    let mut child = binary("reprocess")
+        .env_remove("HOURGLASS_CONFIG")
+        .env("CLICKHOUSE_URL", &s.db.url)
+        .env("CLICKHOUSE_DATABASE", &s.db.name)
+        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
+        .arg("--config")
+        .arg(dir.join("reprocess.toml"))
+        .arg("--plugins")
+        .arg(dir.join("v2.toml"))
+        .args(["--range", range])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("reprocess starts");
+    // Staging is built; the loader loads a batch received at 02:00, long
+    // before the range (outside the archive window of any rerun): the swap
+    // drops it, step 5 would put it back.
+    wait_for(&barrier.join("ready-20261101"), &mut child);
+    let before = rows(
+        &s.db,
+        "SELECT count() FROM events WHERE toYYYYMMDD(ts) = 20261101",
+    );
+    let (key, hits) = archive_extra_batch(&s, "edge-5", 2 * 3600 + 5);
+    let v1 = process(&[(key, hits)], Box::new(NoPlugins));
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(load(&warehouse(&s.db), "none", &v1));
+    std::fs::write(barrier.join("go-20261101"), b"").expect("go");
+    // Killed right after `events` was swapped, before step 5.
+    wait_for(&barrier.join("ready-mid-20261101"), &mut child);
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    assert_eq!(
+        s.db.query("SELECT count() FROM events WHERE batch_id LIKE 'edge-5-%'")
+            .expect("query")
+            .trim(),
+        "0",
+        "the swap dropped the batch"
+    );
+
+    let out = reprocess(&s, &["--range", range, "--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(
+        s.db.query("SELECT count() FROM events WHERE batch_id LIKE 'edge-5-%'")
+            .expect("query")
+            .trim(),
+        "1",
+        "{}",
+        stdout(&out)
+    );
+    let after = rows(
+        &s.db,
+        "SELECT count() FROM events WHERE toYYYYMMDD(ts) = 20261101",
+    );
+    let n = |v: &[String]| v[0].parse::<u64>().expect("a count");
+    assert_eq!(n(&after), n(&before) + 1);
+    hourglass_e2e::central::rollups_match_events(&s.db).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(staging_left(&s.db), "0");
+}

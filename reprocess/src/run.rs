@@ -342,7 +342,8 @@ async fn run_days(
             continue;
         }
         let started = Instant::now();
-        let outcome = reprocess_day(ctx, pipelines, *day, &progress)
+        let swapping = state.join(format!("{}.swapping", day.id));
+        let outcome = reprocess_day(ctx, pipelines, *day, &progress, &swapping)
             .await
             .with_context(|| format!("day {}", day.id))?;
         batches += outcome.batches;
@@ -376,19 +377,27 @@ async fn run_days(
                 swapped_at_unix_s: unix_now(),
             },
         )?;
+        // The checkpoint supersedes the mark of a swap in progress.
+        let _ = std::fs::remove_file(&swapping);
         println!("{line}, swapped");
         table.push((day.id, DayState::Swapped, outcome.before, outcome.after));
     }
     Ok(batches)
 }
 
+/// `swapping` marks a day whose swap has begun and whose late batches are
+/// not yet all kept: a run that finds it left by a killed run checks every
+/// batch loaded for the day in step 5, not only those loaded meanwhile
+/// (the killed swap may have dropped batches loaded before this run).
 async fn reprocess_day(
     ctx: &Job<'_>,
     pipelines: &mut [Pipeline],
     day: Day,
     progress: &str,
+    swapping: &Path,
 ) -> Result<DayOutcome> {
     let (config, args, warehouse, archive) = (ctx.config, ctx.args, ctx.warehouse, ctx.archive);
+    let killed_mid_swap = swapping.exists();
     let (day_from, day_to) = (day.start_s as u32, day.end_s as u32);
     // 1. No load in flight for the day, then the loaded batches.
     let deadline = Instant::now() + Duration::from_secs(config.wait_for_loads_secs);
@@ -502,6 +511,11 @@ async fn reprocess_day(
     // batches the loader loaded before that.
     test_barrier(&format!("{}", day.id)).await?;
     clock = Instant::now();
+    if let Some(dir) = swapping.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(swapping, b"")
+        .with_context(|| format!("marking the swap in {}", swapping.display()))?;
     warehouse.tee_day_into(&staging, day.id).await?;
     for table in DAY_TABLES {
         warehouse
@@ -511,11 +525,15 @@ async fn reprocess_day(
             test_barrier(&format!("mid-{}", day.id)).await?;
         }
     }
-    let loaded_before: HashSet<String> = before_ledger
-        .iter()
-        .filter(|l| l.status == "loaded")
-        .map(|l| l.batch_id.clone())
-        .collect();
+    let loaded_before: HashSet<String> = if killed_mid_swap {
+        HashSet::new()
+    } else {
+        before_ledger
+            .iter()
+            .filter(|l| l.status == "loaded")
+            .map(|l| l.batch_id.clone())
+            .collect()
+    };
     let late_batches = keep_late_batches(ctx, day, &selection, &used, &loaded_before).await?;
     time.swap = lap(&mut clock);
     staging.drop_database().await?;
