@@ -88,8 +88,12 @@ fn event(site: &str, visitor: u64, session: u64, offset_s: i64, page: &str) -> E
     }
 }
 
-#[test]
-fn admin_cli_keys_query_limits_and_dashboard() {
+/// A fresh, migrated database, a runtime and a warehouse handle on it.
+fn migrated_database() -> (
+    hourglass_testkit::TestDb,
+    tokio::runtime::Runtime,
+    Warehouse,
+) {
     let db = hourglass_testkit::fresh_database();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -102,6 +106,12 @@ fn admin_cli_keys_query_limits_and_dashboard() {
     })
     .unwrap();
     rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+    (db, rt, wh)
+}
+
+#[test]
+fn admin_cli_keys_query_limits_and_dashboard() {
+    let (db, rt, wh) = migrated_database();
 
     // Admin CLI: two merchants, a site each, keys.
     let m1 = field(&admin(&db, &["merchant", "add", "Shop One"]), "merchant_id");
@@ -397,18 +407,7 @@ fn admin_cli_keys_query_limits_and_dashboard() {
 
 #[test]
 fn realtime_counts_the_last_30_minutes_for_the_keys_sites_only() {
-    let db = hourglass_testkit::fresh_database();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let wh = Warehouse::new(&WarehouseConfig {
-        url: db.url.clone(),
-        database: db.name.clone(),
-        ..Default::default()
-    })
-    .unwrap();
-    rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+    let (db, rt, wh) = migrated_database();
     let key = hourglass_e2e::central::merchant_with_site(&db, "rt-site", "shop.example");
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -495,18 +494,7 @@ fn call(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> 
 
 #[test]
 fn goals_conversion_rates_and_a_three_step_funnel_match_a_hand_count() {
-    let db = hourglass_testkit::fresh_database();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let wh = Warehouse::new(&WarehouseConfig {
-        url: db.url.clone(),
-        database: db.name.clone(),
-        ..Default::default()
-    })
-    .unwrap();
-    rt.block_on(warehouse_schema::migrate(&wh)).unwrap();
+    let (db, rt, wh) = migrated_database();
     let key = hourglass_e2e::central::merchant_with_site(&db, "ka", "ka.example");
     // One session per visitor on 2026-03-01: (visitor, seconds, page, name).
     let visits: &[(u64, i64, &str, &str)] = &[

@@ -305,17 +305,37 @@ fn setup() -> Setup {
     Setup { dir, db, reference }
 }
 
-fn reprocess(setup: &Setup, args: &[&str]) -> Output {
+/// `reprocess` with the test's config, warehouse and plugin set v2.
+fn reprocess_cmd(setup: &Setup, args: &[&str]) -> std::process::Command {
     let dir = setup.dir.path();
-    let out = run(binary("reprocess")
-        .env_remove("HOURGLASS_CONFIG")
+    let mut cmd = binary("reprocess");
+    cmd.env_remove("HOURGLASS_CONFIG")
         .env("CLICKHOUSE_URL", &setup.db.url)
         .env("CLICKHOUSE_DATABASE", &setup.db.name)
         .arg("--config")
         .arg(dir.join("reprocess.toml"))
         .arg("--plugins")
         .arg(dir.join("v2.toml"))
-        .args(args));
+        .args(args);
+    cmd
+}
+
+/// `reprocess` stopping at the test barriers (`ready-<point>` files in the
+/// returned directory, released by `go-<point>`), output piped.
+fn spawn_at_barriers(s: &Setup, args: &[&str]) -> (std::process::Child, PathBuf) {
+    let barrier = s.dir.path().join("barrier");
+    std::fs::create_dir_all(&barrier).expect("barrier dir");
+    let child = reprocess_cmd(s, args)
+        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("reprocess starts");
+    (child, barrier)
+}
+
+fn reprocess(setup: &Setup, args: &[&str]) -> Output {
+    let out = run(&mut reprocess_cmd(setup, args));
     eprintln!(
         "reprocess {args:?}: {:?}\n{}{}",
         out.status.code(),
@@ -716,23 +736,7 @@ fn wait_for(path: &std::path::Path, child: &mut std::process::Child) {
 #[test]
 fn a_batch_loaded_while_a_day_is_swapped_is_kept_once_as_the_loader_loaded_it() {
     let s = setup();
-    let barrier = s.dir.path().join("barrier");
-    std::fs::create_dir_all(&barrier).expect("barrier dir");
-    let dir = s.dir.path();
-    let mut child = binary("reprocess")
-        .env_remove("HOURGLASS_CONFIG")
-        .env("CLICKHOUSE_URL", &s.db.url)
-        .env("CLICKHOUSE_DATABASE", &s.db.name)
-        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
-        .arg("--config")
-        .arg(dir.join("reprocess.toml"))
-        .arg("--plugins")
-        .arg(dir.join("v2.toml"))
-        .args(["--range", "2026-11-01T00..2026-11-02T00"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("reprocess starts");
+    let (mut child, barrier) = spawn_at_barriers(&s, &["--range", "2026-11-01T00..2026-11-02T00"]);
 
     // Staging of day 1 is built; now the loader loads a new batch into
     // the live day (v1 events + `loaded` ledger row), as it would.
@@ -767,15 +771,7 @@ fn a_batch_loaded_while_a_day_is_swapped_is_kept_once_as_the_loader_loaded_it() 
 
 /// `reprocess` with the test's config and plugin set, not waited for.
 fn spawn_reprocess(s: &Setup, args: &[&str]) -> std::process::Child {
-    binary("reprocess")
-        .env_remove("HOURGLASS_CONFIG")
-        .env("CLICKHOUSE_URL", &s.db.url)
-        .env("CLICKHOUSE_DATABASE", &s.db.name)
-        .arg("--config")
-        .arg(s.dir.path().join("reprocess.toml"))
-        .arg("--plugins")
-        .arg(s.dir.path().join("v2.toml"))
-        .args(args)
+    reprocess_cmd(s, args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -940,23 +936,7 @@ fn a_reader_of_the_api_sees_each_day_before_or_after_the_swap_never_between() {
 #[test]
 fn a_batch_loaded_between_the_swaps_of_events_and_the_rollups_counts_everywhere_once() {
     let s = setup();
-    let barrier = s.dir.path().join("barrier");
-    std::fs::create_dir_all(&barrier).expect("barrier dir");
-    let dir = s.dir.path();
-    let mut child = binary("reprocess")
-        .env_remove("HOURGLASS_CONFIG")
-        .env("CLICKHOUSE_URL", &s.db.url)
-        .env("CLICKHOUSE_DATABASE", &s.db.name)
-        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
-        .arg("--config")
-        .arg(dir.join("reprocess.toml"))
-        .arg("--plugins")
-        .arg(dir.join("v2.toml"))
-        .args(["--range", "2026-11-01T00..2026-11-02T00"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("reprocess starts");
+    let (mut child, barrier) = spawn_at_barriers(&s, &["--range", "2026-11-01T00..2026-11-02T00"]);
     wait_for(&barrier.join("ready-20261101"), &mut child);
     // A second run on the same database meanwhile is refused.
     let second = reprocess(
@@ -991,24 +971,8 @@ fn a_batch_loaded_between_the_swaps_of_events_and_the_rollups_counts_everywhere_
 #[test]
 fn killed_mid_swap_the_rerun_keeps_a_batch_the_swap_dropped() {
     let s = setup();
-    let barrier = s.dir.path().join("barrier");
-    std::fs::create_dir_all(&barrier).expect("barrier dir");
-    let dir = s.dir.path();
     let range = "2026-11-01T12..2026-11-02T00";
-    let mut child = binary("reprocess")
-        .env_remove("HOURGLASS_CONFIG")
-        .env("CLICKHOUSE_URL", &s.db.url)
-        .env("CLICKHOUSE_DATABASE", &s.db.name)
-        .env("HOURGLASS_REPROCESS_BARRIER_DIR", &barrier)
-        .arg("--config")
-        .arg(dir.join("reprocess.toml"))
-        .arg("--plugins")
-        .arg(dir.join("v2.toml"))
-        .args(["--range", range])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("reprocess starts");
+    let (mut child, barrier) = spawn_at_barriers(&s, &["--range", range]);
     // Staging is built; the loader loads a batch received at 02:00, long
     // before the range (outside the archive window of any rerun): the swap
     // drops it, step 5 would put it back.
