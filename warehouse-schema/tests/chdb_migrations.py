@@ -118,8 +118,15 @@ def main():
             "metadata",
             "SELECT count() FROM system.tables WHERE database = currentDatabase() "
             "AND name IN ('merchants', 'sites', 'api_keys', 'goals', 'funnels', 'plugins', "
-            "'plugin_activations', 'edges', 'loads', 'schema_migrations')",
-            "10",
+            "'site_streams', 'plugin_bindings', 'plugin_binding_log', 'edges', 'loads', "
+            "'schema_migrations')",
+            "12",
+        )
+        check(
+            "0006 dropped plugin_activations",
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+            "AND name = 'plugin_activations'",
+            "0",
         )
         print(f"ok: {len(statements)} statements ran twice on ClickHouse {version} (chdb {chdb.__version__})")
     finally:
