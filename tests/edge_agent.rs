@@ -505,3 +505,120 @@ fn reference_plugins_enrich_and_filter_through_a_running_edge() {
         "{signup:#?}"
     );
 }
+
+/// `curl` over HTTPS to the edge's TLS listener; returns (status, HTTP
+/// version) or curl's error.
+fn curl_https(
+    port: u16,
+    ca: &std::path::Path,
+    http: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", http])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args([
+            "-H",
+            "Content-Type: text/plain",
+            "-H",
+            &format!("User-Agent: {UA}"),
+        ])
+        .args(["--data-binary", body, "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{http_version}"])
+        .arg(format!("https://localhost:{port}/api/event"))
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!("{stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let (code, version) = stdout.split_once(' ').ok_or(stdout.clone())?;
+    Ok((
+        code.parse().map_err(|_| stdout.clone())?,
+        version.to_owned(),
+    ))
+}
+
+#[test]
+fn beacons_arrive_over_https_with_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    // The ingress certificate comes from a CA of its own, as a public
+    // edge's would (browsers know nothing of the project CA).
+    let web = hourglass_pki::CertDir::new(dir.path().join("web-pki"));
+    web.init(std::time::SystemTime::now()).unwrap();
+    web.issue_server(&["localhost"], std::time::SystemTime::now())
+        .unwrap();
+    let port = hourglass_testkit::free_port().unwrap();
+    let tls = format!(
+        "[tls]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        web.server_cert_path().display(),
+        web.server_key_path().display()
+    );
+    let mut edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, &tls);
+
+    let beacon = |path: &str| {
+        format!(r#"{{"n":"pageview","u":"https://example.com{path}","d":"example.com"}}"#)
+    };
+    let ca = web.ca_cert_path();
+    assert_eq!(
+        curl_https(port, &ca, "--http2", &beacon("/over-h2")),
+        Ok((202, "2".to_owned()))
+    );
+    assert_eq!(
+        curl_https(port, &ca, "--http1.1", &beacon("/over-h1")),
+        Ok((202, "1.1".to_owned()))
+    );
+    // Plain HTTP still works on `listen`.
+    assert_eq!(
+        post(
+            &format!("{}/api/event", edge.url),
+            "text/plain",
+            &beacon("/plain")
+        )
+        .0,
+        202
+    );
+    let events = wait_for_events(&receiver, 3);
+    let mut paths: Vec<&str> = events.iter().map(|e| e.pathname.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/over-h1", "/over-h2", "/plain"]);
+
+    // A client that does not trust the certificate, and plain HTTP sent to
+    // the TLS port: both fail the handshake, are counted, and the edge
+    // keeps serving.
+    let other = hourglass_pki::CertDir::new(dir.path().join("other-ca"));
+    other.init(std::time::SystemTime::now()).unwrap();
+    let untrusted = curl_https(port, &other.ca_cert_path(), "--http2", &beacon("/nope"));
+    assert!(untrusted.is_err(), "{untrusted:?}");
+    let plain = agent()
+        .post(format!("http://127.0.0.1:{port}/api/event"))
+        .header("Content-Type", "text/plain")
+        .send(beacon("/plain-to-tls").as_str());
+    assert!(plain.is_err(), "plain HTTP to the TLS port: {plain:?}");
+    let started = Instant::now();
+    while edge.metric("hourglass_edge_tls_handshake_failures_total") < 2.0
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        edge.metric("hourglass_edge_tls_handshake_failures_total"),
+        2.0
+    );
+    assert_eq!(
+        curl_https(port, &ca, "--http2", &beacon("/after")),
+        Ok((202, "2".to_owned()))
+    );
+    assert_eq!(edge.terminate(), Some(0));
+    let events = wait_for_events(&receiver, 4);
+    assert!(events.iter().any(|e| e.pathname == "/after"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.pathname.starts_with("/nope") || e.pathname == "/plain-to-tls")
+    );
+}

@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Hits seen with a bot-like user agent or a prefetch header (still
     /// accepted: the bot-filter plugin decides).
     pub suspect_hits: IntCounterVec,
+    /// TLS handshakes on the HTTPS listener that failed or timed out.
+    pub tls_handshake_failures: IntCounter,
 }
 
 impl Metrics {
@@ -99,6 +101,11 @@ impl Metrics {
                 "hourglass_edge_suspect_hits_total",
                 "Accepted hits from bot-like agents or prefetches",
                 "kind",
+            ),
+            tls_handshake_failures: counter(
+                &r,
+                "hourglass_edge_tls_handshake_failures_total",
+                "TLS handshakes on the HTTPS listener that failed or timed out",
             ),
             registry: r,
         }

@@ -32,6 +32,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     }
     let python = install::chdb_python()?;
     install::browser()?;
+    install::curl()?;
 
     if !args.no_lint {
         step("cargo fmt --check");
