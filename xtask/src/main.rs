@@ -44,7 +44,8 @@ enum Cmd {
     Down,
     /// Run a benchmark against its baseline, side by side (see bench/README.md).
     Bench(bench::BenchArgs),
-    /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/.
+    /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/,
+    /// and fetch the geo plugin's default database there.
     Plugins,
     /// Syntax-check and lint ops/ansible, render its configs and validate them (no services).
     AnsibleCheck,
@@ -57,7 +58,7 @@ fn main() {
         Cmd::Up { detach } => stack::up(detach),
         Cmd::Down => stack::down(),
         Cmd::Bench(args) => bench::run(&args),
-        Cmd::Plugins => plugins::build().map(drop),
+        Cmd::Plugins => plugins::build().and_then(|_| plugins::geo_data()).map(drop),
         Cmd::AnsibleCheck => ansible::check(),
     };
     if let Err(e) = result {

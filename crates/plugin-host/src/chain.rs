@@ -50,7 +50,8 @@ pub struct PluginStats {
     /// Events dropped, by the plugin's reason (or `plugin_failed`).
     pub drops: BTreeMap<String, u64>,
     /// Failed calls by kind: `out_of_fuel`, `deadline`, `memory_cap`,
-    /// `stack_overflow`, `trap`, `bad_output`, `init_error`, `error`.
+    /// `stack_overflow`, `trap`, `bad_output`, `oversized_output`,
+    /// `init_error`, `error`.
     pub failures: BTreeMap<&'static str, u64>,
     /// Fresh instances made (the first, then one after each failure).
     pub instantiations: u64,
