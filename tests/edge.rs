@@ -170,16 +170,21 @@ impl Edge {
         }
     }
 
-    /// The value of one Prometheus sample, e.g.
-    /// `hourglass_edge_rejects_total{reason="unknown_site"}`.
-    pub fn metric(&self, sample: &str) -> f64 {
-        let text = ureq::get(&format!("{}/metrics", self.ops_url))
+    /// The whole /metrics page.
+    pub fn metrics_text(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.ops_url))
             .call()
             .unwrap()
             .body_mut()
             .read_to_string()
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of one Prometheus sample, e.g.
+    /// `hourglass_edge_rejects_total{reason="unknown_site"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        self.metrics_text()
+            .lines()
             .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse().unwrap()))
             .unwrap_or(0.0)
     }
