@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hourglass_e2e::edge::{DOMAIN, Edge, GA4_ID, GA4_SECRET, MASTER_SECRET, SITE_ID, WRITE_KEY};
+use hourglass_e2e::edge::{
+    DOMAIN, Edge, GA4_ID, GA4_SECRET, MASTER_SECRET, SITE_ID, WRITE_KEY, plugin_toml,
+};
 use hourglass_e2e::receiver::{Receiver, server_certs};
 use hourglass_model::{Event, IdentitySource};
 use hourglass_processing::IdentityKeys;
@@ -506,22 +508,6 @@ fn reference_plugins_enrich_and_filter_through_a_running_edge() {
     );
 }
 
-/// `[[plugins]]` entries for `components` (built by `cargo xtask plugins`).
-fn plugin_toml(name: &str, component: &str, policy: &str, config: &str) -> String {
-    let path = hourglass_testkit::state_dir()
-        .join("plugins")
-        .join(format!("{component}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the plugins first (`cargo xtask plugins`)",
-        path.display()
-    );
-    format!(
-        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\non_failure = \"{policy}\"\nconfig = \"{config}\"\n",
-        path.display()
-    )
-}
-
 /// Every run-time hostile mode in one running edge, each triggered by its
 /// own event name: the edge answers 202 throughout, keeps shipping, the
 /// good plugin after them still enriches, and /metrics counts each failure
@@ -542,9 +528,10 @@ fn hostile_plugins_are_contained_in_a_running_edge() {
             "misbehave",
             policy,
             &format!("mode = {mode}\\ntrigger = {mode}"),
+            None,
         );
     }
-    chain += &plugin_toml("ua-parse", "ua-parse", "skip-plugin", "");
+    chain += &plugin_toml("ua-parse", "ua-parse", "skip-plugin", "", None);
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
