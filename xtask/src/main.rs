@@ -8,13 +8,16 @@
 //! - `bench edge`: edge-agent against nginx under the same load.
 //! - `bench ingest`: central's loader against `clickhouse-client`, and
 //!   freshness from the edge's 202 to a row in ClickHouse.
-//! - `plugins`: builds the WASM plugins in `plugins/` into components.
+//! - `bench plugins`: the WASM plugin chain against the same plugins native.
+//! - `plugins`: builds the WASM plugins in `plugins/` into components and
+//!   fetches the geo plugin's default database.
 //!
 //! Must not: hold product logic. It only installs, starts, stops and calls.
 
 mod ansible;
 mod bench;
 mod bench_ingest;
+mod bench_plugins;
 mod bench_query;
 mod install;
 mod plugins;
