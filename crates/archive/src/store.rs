@@ -119,6 +119,10 @@ impl Archive {
         Archive { store }
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// Archives one batch file under `key`, never overwriting: a put
     /// either leaves the whole object or none (the backend writes a staging
     /// object and publishes it in one step), and a key that exists already

@@ -2,7 +2,8 @@
 //! failure policies can be tested against a real component.
 //!
 //! Config: `mode` = `loop` | `grow` | `recurse` | `panic` | `init-error` |
-//! `loop-init` | `wrong-count` | `undeclared-write` | `bad-reason`;
+//! `loop-init` | `wrong-count` | `undeclared-write` | `bad-reason` |
+//! `huge-output` (an 8 MiB `browser`);
 //! `trigger` = an event name: misbehave only on events with that name
 //! (default: every event). Never ship it.
 
@@ -57,6 +58,10 @@ impl Plugin for Misbehave {
                 return Outcome::Modify(event);
             }
             "bad-reason" => return drop_event("Not A Label!", None),
+            "huge-output" => {
+                event.browser = "x".repeat(8 << 20);
+                return Outcome::Modify(event);
+            }
             _ => {}
         }
         Outcome::Keep
