@@ -26,7 +26,6 @@ use hourglass_warehouse::metadata::KeyGrant;
 use hourglass_warehouse::plugins::{PluginBinding, PluginRow};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -257,27 +256,23 @@ async fn binding(
     }
 }
 
-/// The body, at most `max` bytes (a `Content-Length` over it is refused
-/// before reading), or the `413` to send.
+/// The body, at most `max` bytes, or the answer to send (`413` over it).
+/// The body is read up to the cap even when `Content-Length` says it is
+/// over: answering before the client has sent it would reset the
+/// connection under the client, which then never sees the `413`.
 async fn read_body(req: Request<Incoming>, max: usize, what: &str) -> Result<Bytes, Answer> {
-    let too_large = || {
-        invalid(
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(invalid(
             StatusCode::PAYLOAD_TOO_LARGE,
             "",
             &format!("the {what} must be at most {max} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(_) => Err(too_large()),
+        )),
+        Err(_) => Err(invalid(
+            StatusCode::BAD_REQUEST,
+            "",
+            &format!("the {what} could not be read"),
+        )),
     }
 }
 

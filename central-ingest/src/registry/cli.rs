@@ -63,8 +63,9 @@ enum PluginCmd {
         plugin_version: String,
         #[command(flatten)]
         owner: OwnerArgs,
-        /// Config passed to `init` for the validation.
-        #[arg(long, default_value = "")]
+        /// Config passed to `init` for the validation (`--config` is
+        /// central's own config file).
+        #[arg(long = "plugin-config", id = "plugin_config", default_value = "")]
         config: String,
         /// A data file: stored, and passed to `init` for the validation.
         #[arg(long)]
@@ -84,8 +85,9 @@ enum PluginCmd {
         plugin_version: String,
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Passed to the plugin's `init`.
-        #[arg(long, default_value = "")]
+        /// Passed to the plugin's `init` (`--config` is central's own
+        /// config file).
+        #[arg(long = "plugin-config", id = "plugin_config", default_value = "")]
         config: String,
         /// A data file stored before (`plugin data`), passed to `init`.
         #[arg(long)]

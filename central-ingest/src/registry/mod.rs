@@ -342,11 +342,15 @@ impl PluginRegistry {
     /// The plugins `owner` may see: a merchant's own and the platform's;
     /// the platform (operators) sees all.
     pub async fn plugins(&self, owner: &Owner) -> Result<Vec<PluginRow>, RegistryError> {
-        let merchant = match owner {
-            Owner::Platform => None,
-            Owner::Merchant(m) => Some(m.as_str()),
-        };
-        self.warehouse.plugins(merchant).await.map_err(unavailable)
+        match owner {
+            Owner::Platform => self.warehouse.plugins(None).await.map_err(unavailable),
+            Owner::Merchant(m) => {
+                let mut rows = self.warehouse.plugins(Some(m)).await.map_err(unavailable)?;
+                // The platform's refused uploads are the operators' business.
+                rows.retain(|p| !p.merchant_id.is_empty() || p.status == STATUS_READY);
+                Ok(rows)
+            }
+        }
     }
 
     /// Live bindings of `scopes` (all with `None`).

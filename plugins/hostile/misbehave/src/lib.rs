@@ -3,7 +3,7 @@
 //!
 //! Config: `mode` = `loop` | `grow` | `recurse` | `panic` | `init-error` |
 //! `loop-init` | `wrong-count` | `undeclared-write` | `bad-reason` |
-//! `huge-output` (an 8 MiB `browser`);
+//! `huge-output` (a 2 MiB `browser`);
 //! `trigger` = an event name: misbehave only on events with that name
 //! (default: every event). Never ship it.
 
@@ -59,7 +59,7 @@ impl Plugin for Misbehave {
             }
             "bad-reason" => return drop_event("Not A Label!", None),
             "huge-output" => {
-                event.browser = "x".repeat(8 << 20);
+                event.browser = "x".repeat(2 << 20);
                 return Outcome::Modify(event);
             }
             _ => {}
