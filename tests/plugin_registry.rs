@@ -208,7 +208,7 @@ fn upload_list_activate_and_roll_back_over_the_api() {
         up.body
     );
     let archive = central.archive_dir();
-    assert_eq!(blobs(&archive), [hash.clone()]);
+    assert_eq!(blobs(&archive), std::slice::from_ref(&hash));
     assert_eq!(
         std::fs::read(archive.join("plugins/blobs").join(&hash)).unwrap(),
         channel
@@ -224,7 +224,7 @@ fn upload_list_activate_and_roll_back_over_the_api() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["stored"], "unchanged");
     assert_eq!(again.body["sha256"], hash);
-    assert_eq!(blobs(&archive), [hash.clone()]);
+    assert_eq!(blobs(&archive), std::slice::from_ref(&hash));
     assert_eq!(
         db.query("SELECT count() FROM plugins WHERE name = 'channel'")
             .unwrap()
@@ -286,7 +286,7 @@ fn upload_list_activate_and_roll_back_over_the_api() {
         "skip-plugin",
         "0",
     ]);
-    assert_eq!(bindings(&db, "s_shop"), [first.clone()]);
+    assert_eq!(bindings(&db, "s_shop"), std::slice::from_ref(&first));
     let a2 = activate("1.1.0", "", Some(3));
     assert_eq!(a2.status, 200, "{}", a2.body);
     assert_eq!(
@@ -294,11 +294,9 @@ fn upload_list_activate_and_roll_back_over_the_api() {
         [row(&["channel", "1.1.0", "", "", "skip-plugin", "3"])]
     );
     assert_eq!(
-        db.query(&format!(
-            "SELECT argMax(sha256, version) FROM plugin_bindings WHERE scope = 's_shop'"
-        ))
-        .unwrap()
-        .trim(),
+        db.query("SELECT argMax(sha256, version) FROM plugin_bindings WHERE scope = 's_shop'")
+            .unwrap()
+            .trim(),
         hash
     );
 
