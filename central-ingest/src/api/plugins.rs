@@ -61,12 +61,8 @@ impl Api {
                 let max = registry.limits().max_data_bytes;
                 match read_body(req, max, "data file").await {
                     Ok(bytes) => match registry.upload_data(bytes).await {
-                        Ok((sha256, new)) => body(
-                            if new {
-                                StatusCode::CREATED
-                            } else {
-                                StatusCode::OK
-                            },
+                        Ok(sha256) => body(
+                            StatusCode::CREATED,
                             "application/json",
                             json!({ "sha256": sha256 }).to_string(),
                         ),

@@ -205,7 +205,7 @@ async fn plugin(registry: &PluginRegistry, cmd: PluginCmd) -> anyhow::Result<Str
             let mut out = String::new();
             let data_sha256 = match data {
                 Some(path) => {
-                    let (sha256, _) = registry
+                    let sha256 = registry
                         .upload_data(read(&path, "data file").await?)
                         .await?;
                     let _ = writeln!(out, "data_sha256: {sha256}");
@@ -228,13 +228,10 @@ async fn plugin(registry: &PluginRegistry, cmd: PluginCmd) -> anyhow::Result<Str
             out
         }
         PluginCmd::Data { file } => {
-            let (sha256, new) = registry
+            let sha256 = registry
                 .upload_data(read(&file, "data file").await?)
                 .await?;
-            format!(
-                "data_sha256: {sha256}\nstored: {}\n",
-                if new { "new" } else { "unchanged" }
-            )
+            format!("data_sha256: {sha256}\n")
         }
         PluginCmd::List { merchant } => {
             let (owner, scopes) = match merchant {

@@ -6,8 +6,8 @@
 //!   Validation is [`Host::load`] (decode, compile, imports, world, init,
 //!   dry run, each within the limits edges run plugins with) with the
 //!   config and data blob given for the check, then a second dry run of a
-//!   batch of varied sample events through a [`Chain`], whose output must
-//!   stay within [`MAX_OUTPUT_EVENT_BYTES`] per event. Nothing is stored
+//!   batch of varied sample events through a [`Chain`] (within the call
+//!   limits; every event kept or dropped, none lost). Nothing is stored
 //!   before it passes; a refused upload is recorded in `plugins` as
 //!   `rejected` with the step that failed, and counted by step.
 //! - **Storage**: components and data files are blobs in the archive
@@ -31,7 +31,7 @@ pub mod cli;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hourglass_archive::{Archive, Stored, is_sha256_hex, plugin_blob_key};
+use hourglass_archive::{Archive, is_sha256_hex, plugin_blob_key};
 use hourglass_model::Event;
 use hourglass_plugin_host::{Chain, FailurePolicy, Host, Limits, LoadError, PluginSource};
 use hourglass_processing::{HitContext, PluginChain};
@@ -41,14 +41,9 @@ use hourglass_warehouse::plugins::{
     PLATFORM_SCOPE, PluginBinding, PluginRow, STATUS_READY, STATUS_REJECTED,
 };
 use prometheus::{IntCounterVec, Registry};
-use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-/// Largest processed event a plugin may hand back in the dry run (the
-/// encoded `Event`): a plugin that inflates events would inflate every
-/// batch, archive and row after it.
-pub const MAX_OUTPUT_EVENT_BYTES: usize = 64 * 1024;
 /// Largest `config` string a binding may carry.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 /// Validations running at once (each compiles and runs wasm on a core).
@@ -308,10 +303,15 @@ impl PluginRegistry {
             }
             Err(e) => return Err(e),
         };
-        self.archive
-            .put_plugin_blob(&sha256, wasm)
+        let stored = self
+            .archive
+            .put_plugin_blob(wasm)
             .await
             .map_err(unavailable)?;
+        debug_assert_eq!(
+            stored, sha256,
+            "the archive names blobs by the same SHA-256"
+        );
         let plugin = self
             .warehouse
             .record_plugin(row(STATUS_READY, declared, plugin_blob_key(&sha256)))
@@ -321,8 +321,9 @@ impl PluginRegistry {
     }
 
     /// Stores a data file (patterns, a database…) for bindings to name by
-    /// its SHA-256; returns the hash and whether it was new.
-    pub async fn upload_data(&self, bytes: Bytes) -> Result<(String, bool), RegistryError> {
+    /// its SHA-256, which it returns. Storing the same bytes again is a
+    /// no-op.
+    pub async fn upload_data(&self, bytes: Bytes) -> Result<String, RegistryError> {
         if bytes.len() > self.limits.max_data_bytes {
             return Err(RegistryError::TooLarge {
                 what: "data file",
@@ -330,13 +331,10 @@ impl PluginRegistry {
                 max: self.limits.max_data_bytes,
             });
         }
-        let sha256 = sha256_hex(&bytes);
-        let stored = self
-            .archive
-            .put_plugin_blob(&sha256, bytes)
+        self.archive
+            .put_plugin_blob(bytes)
             .await
-            .map_err(unavailable)?;
-        Ok((sha256, stored == Stored::New))
+            .map_err(unavailable)
     }
 
     /// The plugins `owner` may see: a merchant's own and the platform's;
@@ -390,7 +388,7 @@ impl PluginRegistry {
             })?;
         let wasm = self
             .archive
-            .plugin_blob(&plugin.sha256)
+            .get_plugin_blob(&plugin.sha256)
             .await
             .map_err(unavailable)?
             .ok_or_else(|| {
@@ -479,7 +477,7 @@ impl PluginRegistry {
         }
         match self
             .archive
-            .plugin_blob(sha256)
+            .get_plugin_blob(sha256)
             .await
             .map_err(unavailable)?
         {
@@ -554,13 +552,6 @@ fn validate(host: &Host, source: PluginSource) -> Result<String, (String, String
             "{count} sample events in, {} kept and {} dropped",
             kept.len(),
             rejects.len()
-        )));
-    }
-    if let Some(big) = kept.iter().map(Message::encoded_len).max()
-        && big > MAX_OUTPUT_EVENT_BYTES
-    {
-        return Err(dry_run(format!(
-            "it turned a sample event into {big} bytes; at most {MAX_OUTPUT_EVENT_BYTES} bytes per event"
         )));
     }
     Ok(declared)

@@ -17,8 +17,6 @@
 //!   [`key`]. The loader and `reprocess` list hours, never the whole archive.
 //! - **Rejected requests are kept, not dropped**: `quarantine/` holds the
 //!   bytes and a JSON reason.
-//! - **Plugin blobs** (components and data files the registry validated)
-//!   live under `plugins/blobs/<sha256>`, content-addressed: see [`plugin_blob_key`].
 //! - Retention is a sweep by hour ([`Archive::sweep`]); what to keep is the
 //!   caller's decision.
 //!
@@ -26,12 +24,13 @@
 //! `hourglass_model`), know about ClickHouse or the loads ledger, or read
 //! the clock (times are passed in).
 
-mod blob;
 pub mod key;
 mod store;
 
-pub use blob::{PLUGIN_BLOB_PREFIX, is_sha256_hex, plugin_blob_key};
-pub use key::{BatchKey, HOUR_MS, Hour, InvalidHour, OutOfRange, receive_hour};
+pub use key::{
+    BatchKey, HOUR_MS, Hour, InvalidHour, OutOfRange, PLUGIN_BLOB_PREFIX, is_sha256_hex,
+    plugin_blob_key, receive_hour,
+};
 pub use store::{Archive, ArchiveError, Archived, Quarantine, Stored, SweepReport};
 
 #[cfg(test)]

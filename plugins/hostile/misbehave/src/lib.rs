@@ -3,7 +3,7 @@
 //!
 //! Config: `mode` = `loop` | `grow` | `recurse` | `panic` | `init-error` |
 //! `loop-init` | `wrong-count` | `undeclared-write` | `bad-reason` |
-//! `huge-output` (a 2 MiB `browser`);
+//! `huge` (a `browser` of 4 MiB);
 //! `trigger` = an event name: misbehave only on events with that name
 //! (default: every event). Never ship it.
 
@@ -58,8 +58,8 @@ impl Plugin for Misbehave {
                 return Outcome::Modify(event);
             }
             "bad-reason" => return drop_event("Not A Label!", None),
-            "huge-output" => {
-                event.browser = "x".repeat(2 << 20);
+            "huge" => {
+                event.browser = "x".repeat(4 << 20);
                 return Outcome::Modify(event);
             }
             _ => {}
@@ -78,7 +78,11 @@ fn spin() -> ! {
 fn grow() -> ! {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        hoard.push(vec![1u8; 1 << 20]);
+        // Reserve, touch one byte: memory grows by a MiB a round for
+        // little fuel, so the cap is what stops it.
+        let mut mib = Vec::<u8>::with_capacity(1 << 20);
+        mib.push(1);
+        hoard.push(mib);
         black_box(&hoard);
     }
 }
