@@ -309,7 +309,7 @@ fn upload_list_activate_and_roll_back_over_the_api() {
     );
     assert_eq!(back.status, 200, "{}", back.body);
     assert_eq!(back.body["version"], "1.0.0");
-    assert_eq!(bindings(&db, "s_shop"), [first]);
+    assert_eq!(bindings(&db, "s_shop"), std::slice::from_ref(&first));
     assert_eq!(
         db.query("SELECT count() FROM plugin_binding_log WHERE scope = 's_shop'")
             .unwrap()
@@ -324,7 +324,48 @@ fn upload_list_activate_and_roll_back_over_the_api() {
         &json!({"name": "channel", "site_id": "shop.example"}),
     );
     assert_eq!(off.status, 200, "{}", off.body);
+    assert_eq!(off.body["active"], false);
     assert!(bindings(&db, "s_shop").is_empty());
+    let rollback = || {
+        post_json(
+            &api,
+            &shop_key,
+            "/api/v1/plugins/rollback",
+            &json!({"name": "channel", "site_id": "shop.example"}),
+        )
+    };
+    let back_on = rollback();
+    assert_eq!(back_on.status, 200, "{}", back_on.body);
+    assert_eq!(bindings(&db, "s_shop"), std::slice::from_ref(&first));
+    // A rollback of a rollback undoes it (the deactivation again), and
+    // once more brings the binding back.
+    assert_eq!(rollback().body["active"], false);
+    assert!(bindings(&db, "s_shop").is_empty());
+    assert_eq!(rollback().body["version"], "1.0.0");
+    assert_eq!(bindings(&db, "s_shop"), std::slice::from_ref(&first));
+    let off = post_json(
+        &api,
+        &shop_key,
+        "/api/v1/plugins/deactivate",
+        &json!({"name": "channel", "site_id": "shop.example"}),
+    );
+    assert_eq!(off.status, 200, "{}", off.body);
+    assert!(bindings(&db, "s_shop").is_empty());
+    // Nothing bound to deactivate; never bound to roll back.
+    let again = post_json(
+        &api,
+        &shop_key,
+        "/api/v1/plugins/deactivate",
+        &json!({"name": "channel", "site_id": "shop.example"}),
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+    let never = post_json(
+        &api,
+        &shop_key,
+        "/api/v1/plugins/rollback",
+        &json!({"name": "ua-parse", "site_id": "shop.example"}),
+    );
+    assert_eq!(never.status, 404, "{}", never.body);
 
     // An activation is validated with its own config: `loop` on every
     // event fails the dry run, and nothing is bound.
