@@ -96,6 +96,31 @@ impl Central {
         Central::launch(dir, &dir.join("archive"), certs, Some(db), loader, true, "")
     }
 
+    /// As [`Central::start_with_api`], with `extra_toml` (sections) added.
+    pub fn start_with_api_toml(
+        dir: &Path,
+        certs: &Path,
+        db: &TestDb,
+        loader: bool,
+        extra_toml: &str,
+    ) -> Central {
+        Central::launch(
+            dir,
+            &dir.join("archive"),
+            certs,
+            Some(db),
+            loader,
+            true,
+            extra_toml,
+        )
+    }
+
+    /// The config file the process runs with (for CLI commands on the
+    /// same archive).
+    pub fn config_file(&self) -> &Path {
+        &self.config
+    }
+
     fn launch(
         dir: &Path,
         archive: &Path,

@@ -29,6 +29,26 @@ pub struct RawConfig {
     pub loader: LoaderConfig,
     pub log_format: LogFormat,
     pub api: ApiConfig,
+    pub registry: RegistryConfig,
+}
+
+/// The plugin registry's size caps (uploads over the API and the CLI).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Largest plugin component accepted, in bytes.
+    pub max_component_bytes: u32,
+    /// Largest data file (patterns, a geo database) accepted, in bytes.
+    pub max_data_bytes: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_component_bytes: 8 << 20,
+            max_data_bytes: 128 << 20,
+        }
+    }
 }
 
 /// The merchant API role (`POST /api/v1/query`, the dashboard).
@@ -125,6 +145,7 @@ impl Default for RawConfig {
             loader: LoaderConfig::default(),
             log_format: LogFormat::Human,
             api: ApiConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -144,6 +165,7 @@ pub struct Config {
     pub api: ApiConfig,
     /// `api.listen`, parsed (when the API is enabled).
     pub api_listen: Option<SocketAddr>,
+    pub registry: crate::registry::RegistryLimits,
 }
 
 impl Validate for RawConfig {
@@ -198,6 +220,18 @@ impl Validate for RawConfig {
                 "must be at least 1",
             ));
         }
+        if self.registry.max_component_bytes == 0 {
+            problems.push(Problem::new(
+                "registry.max_component_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.registry.max_data_bytes == 0 {
+            problems.push(Problem::new(
+                "registry.max_data_bytes",
+                "must be at least 1",
+            ));
+        }
         match (ops_listen, quic_listen) {
             (Some(ops_listen), Some(quic_listen)) if problems.is_empty() => Ok(Config {
                 warehouse: self.warehouse.clone(),
@@ -212,6 +246,10 @@ impl Validate for RawConfig {
                 log_format: self.log_format,
                 api: self.api.clone(),
                 api_listen,
+                registry: crate::registry::RegistryLimits {
+                    max_component_bytes: self.registry.max_component_bytes as usize,
+                    max_data_bytes: self.registry.max_data_bytes as usize,
+                },
             }),
             _ => Err(problems),
         }

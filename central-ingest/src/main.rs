@@ -3,7 +3,7 @@
 //! once (`serve`), and manages the project CA and edge certificates
 //! (`certs`). With `[api] enabled`, `serve` also answers the merchant
 //! stats API and serves the dashboard; `admin` manages merchants, sites
-//! and API keys.
+//! and API keys; `plugin` is the plugin registry (also on the API).
 
 mod api;
 mod certs;
@@ -11,6 +11,7 @@ mod config;
 mod loader;
 mod metrics;
 mod receiver;
+mod registry;
 mod serve;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Cmd {
     Certs(CertsArgs),
     /// Manage merchants, sites and API keys (in the warehouse).
     Admin(api::admin::AdminArgs),
+    /// The plugin registry: upload, list, activate, deactivate, roll back.
+    Plugin(registry::cli::PluginArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Cmd::Serve => serve(cli.config),
         Cmd::Certs(args) => certs(cli.config, args),
         Cmd::Admin(args) => api::admin::run(cli.config.as_deref(), args),
+        Cmd::Plugin(args) => registry::cli::run(cli.config.as_deref(), args),
     }
 }
 
@@ -120,5 +124,14 @@ fn certs(config_file: Option<PathBuf>, args: CertsArgs) -> ExitCode {
             eprintln!("central-ingest certs: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

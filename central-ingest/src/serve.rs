@@ -54,11 +54,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 )
                 .unwrap_or(std::num::NonZeroU32::MIN),
             };
+            let registry = crate::registry::PluginRegistry::new(
+                Warehouse::new(&config.warehouse)?,
+                archive.clone(),
+                hourglass_plugin_host::Limits::default(),
+                config.registry,
+                &metrics.registry,
+            )?;
             let api = crate::api::Api::new(
                 Warehouse::new(&config.warehouse)?,
                 &settings,
                 &metrics.registry,
-            );
+            )
+            .with_plugins(Arc::new(registry));
             tracing::info!(api = %addr, "merchant API on");
             Some(tokio::spawn(crate::api::serve(
                 listener,

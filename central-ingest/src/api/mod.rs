@@ -8,6 +8,7 @@
 //!   not found"}`), so keys cannot probe which domains exist.
 //! - `GET /api/v1/realtime?site_id=DOMAIN`: visitors and pageviews of the
 //!   last 30 minutes and the top pages now (same keys, limits and 404s).
+//! - `/api/v1/plugins…`: the plugin registry ([`plugins`]).
 //! - `GET /api/v1/openapi.json`: the OpenAPI 3 document of the above.
 //! - `GET /dashboard`: one static page that calls the query endpoint.
 //!
@@ -19,6 +20,7 @@
 pub mod admin;
 mod goals;
 mod keys;
+mod plugins;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -65,6 +67,7 @@ pub struct Api {
     keys: Keys,
     results: ResultCache,
     requests: IntCounterVec,
+    plugins: Option<Arc<crate::registry::PluginRegistry>>,
 }
 
 impl Api {
@@ -83,7 +86,14 @@ impl Api {
                 "Merchant API requests answered, by HTTP status.",
                 "status",
             ),
+            plugins: None,
         }
+    }
+
+    /// Serves the plugin registry's routes too.
+    pub fn with_plugins(mut self, registry: Arc<crate::registry::PluginRegistry>) -> Self {
+        self.plugins = Some(registry);
+        self
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -102,6 +112,8 @@ impl Api {
             (&Method::DELETE, p) if p.starts_with("/api/v1/goals/") => self.goals(req).await,
             (&Method::GET | &Method::POST, "/api/v1/funnels") => self.funnels(req).await,
             (&Method::POST, "/api/v1/funnel") => self.funnel(req).await,
+            (&Method::GET | &Method::POST, "/api/v1/plugins") => self.plugins(req).await,
+            (&Method::POST, p) if p.starts_with("/api/v1/plugins/") => self.plugins(req).await,
             (&Method::GET, "/api/v1/openapi.json") => {
                 body(StatusCode::OK, "application/json", OPENAPI_JSON)
             }
@@ -121,6 +133,11 @@ impl Api {
                 | "/api/v1/goals"
                 | "/api/v1/funnels"
                 | "/api/v1/funnel"
+                | "/api/v1/plugins"
+                | "/api/v1/plugins/data"
+                | "/api/v1/plugins/activate"
+                | "/api/v1/plugins/deactivate"
+                | "/api/v1/plugins/rollback"
                 | "/api/v1/openapi.json"
                 | "/dashboard",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),

@@ -33,6 +33,7 @@ mod goals;
 mod ident;
 mod loads;
 pub mod metadata;
+pub mod plugins;
 pub mod query;
 mod realtime;
 mod reconcile;
