@@ -745,16 +745,14 @@ fn an_edge_refuses_to_start_with_a_component_refused_at_load() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(dir.path().join("random.wasm"), random).unwrap();
-    // The smallest core module: valid WebAssembly, not a component.
-    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let wrong_world = hourglass_testkit::state_dir().join("plugins/wrong-world.wasm");
+    let components = hourglass_testkit::state_dir().join("plugins");
+    // A core module (passthrough before it was made a component): valid
+    // WebAssembly, not a component.
+    let core = components.join("core-module.wasm");
+    let wrong_world = components.join("wrong-world.wasm");
     let cases = [
         (dir.path().join("random.wasm"), "decode", "not WebAssembly"),
-        (
-            dir.path().join("core.wasm"),
-            "decode",
-            "core WebAssembly module",
-        ),
+        (core, "decode", "core WebAssembly module"),
         (wrong_world, "world", "does not export"),
     ];
     for (i, (path, step, says)) in cases.iter().enumerate() {

@@ -63,6 +63,13 @@ pub fn build() -> Result<PathBuf> {
         write_atomically(&out.join(format!("{name}.wasm")), &component)?;
         built.push(format!("{name} ({} KiB)", component.len().div_ceil(1024)));
     }
+    // One core module as it is, for the tests that check a core module is
+    // refused (it is WebAssembly, but not a component).
+    std::fs::copy(
+        modules.join("passthrough.wasm"),
+        out.join("core-module.wasm"),
+    )
+    .context("cannot copy the passthrough core module")?;
     built.sort();
     eprintln!(
         "xtask: components in {}: {}",

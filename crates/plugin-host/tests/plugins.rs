@@ -367,10 +367,13 @@ fn hostile_components_are_refused_at_load_with_the_step_that_failed() {
     assert_eq!(step, LoadStep::Decode);
     assert!(message.contains("not WebAssembly"), "{message}");
 
-    let core_module = b"\0asm\x01\0\0\0".to_vec();
-    let (step, message) = refused(&host, raw("core", core_module));
-    assert_eq!(step, LoadStep::Decode);
-    assert!(message.contains("core WebAssembly module"), "{message}");
+    // The smallest core module, and a real one (passthrough before
+    // `cargo xtask plugins` made it a component).
+    for core_module in [b"\0asm\x01\0\0\0".to_vec(), component("core-module")] {
+        let (step, message) = refused(&host, raw("core", core_module));
+        assert_eq!(step, LoadStep::Decode);
+        assert!(message.contains("core WebAssembly module"), "{message}");
+    }
 
     let mut truncated = component("passthrough");
     truncated.truncate(truncated.len() / 2);
