@@ -94,6 +94,33 @@ key_file = "{key}"
     )
 }
 
+/// One `[[plugins]]` entry running `component` (as `cargo xtask plugins`
+/// builds it) under `name`; `config` goes in a TOML basic string, so
+/// write line breaks as `\\n`.
+pub fn plugin_toml(
+    name: &str,
+    component: &str,
+    policy: &str,
+    config: &str,
+    data_file: Option<&Path>,
+) -> String {
+    let path = hourglass_testkit::state_dir()
+        .join("plugins")
+        .join(format!("{component}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins first (`cargo xtask plugins`)",
+        path.display()
+    );
+    let data = data_file
+        .map(|d| format!("data_file = \"{}\"\n", d.display()))
+        .unwrap_or_default();
+    format!(
+        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\non_failure = \"{policy}\"\nconfig = \"{config}\"\n{data}",
+        path.display()
+    )
+}
+
 impl Edge {
     pub fn start(dir: &Path, certs: &Path, central: SocketAddr, extra_toml: &str) -> Edge {
         let (config, url, ops_url) = prepare(dir, certs, central, extra_toml);
@@ -170,16 +197,21 @@ impl Edge {
         }
     }
 
-    /// The value of one Prometheus sample, e.g.
-    /// `hourglass_edge_rejects_total{reason="unknown_site"}`.
-    pub fn metric(&self, sample: &str) -> f64 {
-        let text = ureq::get(&format!("{}/metrics", self.ops_url))
+    /// The whole /metrics page.
+    pub fn metrics_text(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.ops_url))
             .call()
             .unwrap()
             .body_mut()
             .read_to_string()
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of one Prometheus sample, e.g.
+    /// `hourglass_edge_rejects_total{reason="unknown_site"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        self.metrics_text()
+            .lines()
             .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse().unwrap()))
             .unwrap_or(0.0)
     }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hourglass_e2e::edge::{DOMAIN, Edge, GA4_ID, GA4_SECRET, MASTER_SECRET, SITE_ID, WRITE_KEY};
+use hourglass_e2e::edge::{
+    DOMAIN, Edge, GA4_ID, GA4_SECRET, MASTER_SECRET, SITE_ID, WRITE_KEY, plugin_toml,
+};
 use hourglass_e2e::receiver::{Receiver, server_certs};
 use hourglass_model::{Event, IdentitySource};
 use hourglass_processing::IdentityKeys;
@@ -504,4 +506,283 @@ fn reference_plugins_enrich_and_filter_through_a_running_edge() {
             .any(|p| p.key == "plan" && p.value == "pro"),
         "{signup:#?}"
     );
+}
+
+/// `curl` over HTTPS to the edge's TLS listener; returns (status, HTTP
+/// version) or curl's error.
+fn curl_https(
+    port: u16,
+    ca: &std::path::Path,
+    http: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", http])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args([
+            "-H",
+            "Content-Type: text/plain",
+            "-H",
+            &format!("User-Agent: {UA}"),
+        ])
+        .args(["--data-binary", body, "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{http_version}"])
+        .arg(format!("https://localhost:{port}/api/event"))
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!("{stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let (code, version) = stdout.split_once(' ').ok_or(stdout.clone())?;
+    Ok((
+        code.parse().map_err(|_| stdout.clone())?,
+        version.to_owned(),
+    ))
+}
+
+#[test]
+fn beacons_arrive_over_https_with_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    // The ingress certificate comes from a CA of its own, as a public
+    // edge's would (browsers know nothing of the project CA).
+    let web = hourglass_pki::CertDir::new(dir.path().join("web-pki"));
+    web.init(std::time::SystemTime::now()).unwrap();
+    web.issue_server(&["localhost"], std::time::SystemTime::now())
+        .unwrap();
+    let port = hourglass_testkit::free_port().unwrap();
+    let tls = format!(
+        "[tls]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        web.server_cert_path().display(),
+        web.server_key_path().display()
+    );
+    let mut edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, &tls);
+
+    let beacon = |path: &str| {
+        format!(r#"{{"n":"pageview","u":"https://example.com{path}","d":"example.com"}}"#)
+    };
+    let ca = web.ca_cert_path();
+    assert_eq!(
+        curl_https(port, &ca, "--http2", &beacon("/over-h2")),
+        Ok((202, "2".to_owned()))
+    );
+    assert_eq!(
+        curl_https(port, &ca, "--http1.1", &beacon("/over-h1")),
+        Ok((202, "1.1".to_owned()))
+    );
+    // Plain HTTP still works on `listen`.
+    assert_eq!(
+        post(
+            &format!("{}/api/event", edge.url),
+            "text/plain",
+            &beacon("/plain")
+        )
+        .0,
+        202
+    );
+    let events = wait_for_events(&receiver, 3);
+    let mut paths: Vec<&str> = events.iter().map(|e| e.pathname.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/over-h1", "/over-h2", "/plain"]);
+
+    // A client that does not trust the certificate, and plain HTTP sent to
+    // the TLS port: both fail the handshake, are counted, and the edge
+    // keeps serving.
+    let other = hourglass_pki::CertDir::new(dir.path().join("other-ca"));
+    other.init(std::time::SystemTime::now()).unwrap();
+    let untrusted = curl_https(port, &other.ca_cert_path(), "--http2", &beacon("/nope"));
+    assert!(untrusted.is_err(), "{untrusted:?}");
+    let plain = agent()
+        .post(format!("http://127.0.0.1:{port}/api/event"))
+        .header("Content-Type", "text/plain")
+        .send(beacon("/plain-to-tls").as_str());
+    assert!(plain.is_err(), "plain HTTP to the TLS port: {plain:?}");
+    let started = Instant::now();
+    while edge.metric("hourglass_edge_tls_handshake_failures_total") < 2.0
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        edge.metric("hourglass_edge_tls_handshake_failures_total"),
+        2.0
+    );
+    assert_eq!(
+        curl_https(port, &ca, "--http2", &beacon("/after")),
+        Ok((202, "2".to_owned()))
+    );
+    assert_eq!(edge.terminate(), Some(0));
+    let events = wait_for_events(&receiver, 4);
+    assert!(events.iter().any(|e| e.pathname == "/after"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.pathname.starts_with("/nope") || e.pathname == "/plain-to-tls")
+    );
+}
+
+/// Every run-time hostile mode in one running edge, each triggered by its
+/// own event name: the edge answers 202 throughout, keeps shipping, the
+/// good plugin after them still enriches, and /metrics counts each failure
+/// by plugin and kind.
+#[test]
+fn hostile_plugins_are_contained_in_a_running_edge() {
+    let modes = [
+        ("loop", "skip-plugin", "out_of_fuel"),
+        ("grow", "skip-plugin", "memory_cap"),
+        ("recurse", "skip-plugin", "stack_overflow"),
+        ("panic", "reject-batch", "trap"),
+        ("huge", "skip-plugin", "oversized_output"),
+    ];
+    let mut chain = "plugin_set = \"hostile-v1\"\n".to_owned();
+    for (mode, policy, _) in modes {
+        chain += &plugin_toml(
+            &format!("hostile-{mode}"),
+            "misbehave",
+            policy,
+            &format!("mode = {mode}\\ntrigger = {mode}"),
+            None,
+        );
+    }
+    chain += &plugin_toml("ua-parse", "ua-parse", "skip-plugin", "", None);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let receiver = Receiver::start(&server_certs(&certs), "127.0.0.1:0".parse().unwrap());
+    let edge = Edge::start(&dir.path().join("edge"), &certs, receiver.addr, &chain);
+    let send = |name: &str, path: &str| {
+        let (status, body) = post(
+            &format!("{}/api/event", edge.url),
+            "text/plain",
+            &format!(r#"{{"n":"{name}","u":"https://{DOMAIN}{path}","d":"{DOMAIN}"}}"#),
+        );
+        assert_eq!(status, 202, "{body}\n{}", edge.log());
+    };
+    let failures = |mode: &str, kind: &str| {
+        edge.metric(&format!(
+            "hourglass_edge_plugin_failures_total{{kind=\"{kind}\",plugin=\"hostile-{mode}\"}}"
+        ))
+    };
+    for (i, (mode, _, kind)) in modes.iter().enumerate() {
+        send(mode, &format!("/trigger-{i}"));
+        // Its own batch: wait until the failure is counted.
+        let started = Instant::now();
+        while failures(mode, kind) < 1.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {kind} counted for {mode}:\n{}\n{}",
+                edge.metrics_text(),
+                edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        send("pageview", &format!("/after-{mode}"));
+    }
+    let hits = modes.len() * 2;
+    let started = Instant::now();
+    while receiver.raw_hits() < hits && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(receiver.raw_hits(), hits, "every hit is shipped");
+    let events = receiver.events();
+    for (mode, _, _) in modes {
+        let after = events
+            .iter()
+            .find(|e| e.pathname == format!("/after-{mode}"))
+            .unwrap_or_else(|| panic!("/after-{mode} arrived: {events:#?}"));
+        assert_eq!(after.browser, "Chrome", "ua-parse ran after {mode}");
+    }
+    // Skipped plugins let their trigger through; the rejecting one did not.
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    for mode in ["loop", "grow", "recurse", "huge"] {
+        assert!(names.contains(&mode), "{mode} went on: {names:?}");
+        let e = events.iter().find(|e| e.name == mode).unwrap();
+        assert_eq!(e.browser, "Chrome", "nothing of {mode}'s output kept");
+    }
+    assert!(!names.contains(&"panic"), "{names:?}");
+    assert!(
+        edge.metric("hourglass_edge_plugin_events_dropped_total{plugin=\"hostile-panic\",reason=\"plugin_failed\"}")
+            >= 1.0
+    );
+    for (mode, _, kind) in modes {
+        assert_eq!(failures(mode, kind), 1.0, "{mode}");
+        // Made again after its failure.
+        assert!(
+            edge.metric(&format!(
+                "hourglass_edge_plugin_instantiations_total{{plugin=\"hostile-{mode}\"}}"
+            )) >= 2.0,
+            "{mode}"
+        );
+    }
+    let calls = edge.metric("hourglass_edge_plugin_calls_total{plugin=\"ua-parse\"}");
+    assert!(calls >= 1.0, "ua-parse calls: {calls}");
+    assert!(edge.metric("hourglass_edge_plugin_fuel_used_total{plugin=\"ua-parse\"}") > 0.0);
+    assert!(edge.metric("hourglass_edge_plugin_time_nanoseconds_total{plugin=\"ua-parse\"}") > 0.0);
+    assert!(edge.metric("hourglass_edge_batches_shipped_total") >= 1.0);
+    assert_eq!(
+        agent()
+            .get(&format!("{}/healthz", edge.url))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+/// Components refused at load stop the edge before it serves:
+/// `check-config` and `serve` both exit non-zero naming the plugin and the
+/// load step.
+#[test]
+fn an_edge_refuses_to_start_with_a_component_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let _ = server_certs(&certs);
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("random.wasm"), random).unwrap();
+    // The smallest core module: valid WebAssembly, not a component.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let wrong_world = hourglass_testkit::state_dir().join("plugins/wrong-world.wasm");
+    let cases = [
+        (dir.path().join("random.wasm"), "decode", "not WebAssembly"),
+        (
+            dir.path().join("core.wasm"),
+            "decode",
+            "core WebAssembly module",
+        ),
+        (wrong_world, "world", "does not export"),
+    ];
+    for (i, (path, step, says)) in cases.iter().enumerate() {
+        let chain = format!(
+            "plugin_set = \"v1\"\n[[plugins]]\nname = \"suspect\"\npath = \"{}\"\n",
+            path.display()
+        );
+        let (config, _, _) = hourglass_e2e::edge::prepare(
+            &dir.path().join(format!("edge-{i}")),
+            &certs,
+            "127.0.0.1:9".parse().unwrap(),
+            &chain,
+        );
+        for cmd in ["check-config", "serve"] {
+            let out = hourglass_e2e::run(
+                hourglass_e2e::binary("edge-agent")
+                    .arg(cmd)
+                    .arg("--config")
+                    .arg(&config),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{cmd} {}: {stderr}", path.display());
+            assert!(
+                stderr.contains(&format!("plugin `suspect` refused at step `{step}`"))
+                    && stderr.contains(says),
+                "{cmd} {}: {stderr}",
+                path.display()
+            );
+        }
+    }
 }

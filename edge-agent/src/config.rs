@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub session_table_max: usize,
     pub batch: RawBatch,
     pub central: RawCentral,
+    /// An HTTPS listener beside `listen` (HTTP/1.1 and HTTP/2 by ALPN).
+    pub tls: Option<RawTls>,
     pub rate_limit: RateLimit,
     /// Version label of the plugin set below, recorded in every batch.
     pub plugin_set: String,
@@ -111,6 +113,19 @@ pub struct RawCentral {
     pub key_file: PathBuf,
 }
 
+/// `[tls]`: beacons over HTTPS, for an edge that terminates TLS itself
+/// rather than behind a load balancer that does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Address of the HTTPS listener.
+    pub listen: String,
+    /// Certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// The certificate's private key, PEM.
+    pub key_file: PathBuf,
+}
+
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
@@ -131,6 +146,7 @@ impl Default for RawConfig {
             session_table_max: 1_000_000,
             batch: RawBatch::default(),
             central: RawCentral::default(),
+            tls: None,
             rate_limit: RateLimit::default(),
             plugin_set: "none".into(),
             plugins: Vec::new(),
@@ -178,8 +194,18 @@ pub struct Config {
     pub session_table_max: usize,
     pub batch: BatchLimits,
     pub central: Central,
+    pub tls: Option<Tls>,
     pub rate_limit: RateLimit,
     pub plugins: PluginSet,
+}
+
+/// The HTTPS listener, checked: the files exist when the service starts
+/// (`serve` reads them and says which one is wrong).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +243,29 @@ impl Validate for RawConfig {
         }
         let listen = hourglass_svc::parse_addr("listen", &self.listen, &mut problems);
         let ops_listen = hourglass_svc::parse_addr("ops_listen", &self.ops_listen, &mut problems);
+        let tls = self.tls.as_ref().and_then(|tls| {
+            for (key, path) in [
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    problems.push(Problem::new(key, "must not be empty"));
+                }
+            }
+            let listen = hourglass_svc::parse_addr("tls.listen", &tls.listen, &mut problems)?;
+            if self
+                .listen
+                .parse::<SocketAddr>()
+                .is_ok_and(|plain| plain == listen)
+            {
+                problems.push(Problem::new("tls.listen", "must differ from `listen`"));
+            }
+            Some(Tls {
+                listen,
+                cert_file: tls.cert_file.clone(),
+                key_file: tls.key_file.clone(),
+            })
+        });
         for (key, path) in [
             ("buffer_dir", &self.buffer_dir),
             ("sites_file", &self.sites_file),
@@ -335,6 +384,7 @@ impl Validate for RawConfig {
                     max_age_ms: i64::try_from(self.batch.max_age_ms).unwrap_or(i64::MAX),
                 },
                 rate_limit: self.rate_limit,
+                tls,
                 plugins: self.plugin_set(),
                 central: Central {
                     endpoints,

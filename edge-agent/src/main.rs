@@ -35,21 +35,47 @@ struct Cli {
 enum Cmd {
     /// Accept beacons and ship them to central.
     Serve,
-    /// Validate the configuration and print every problem.
+    /// Validate the configuration and print every problem, then load the
+    /// plugin chain (each plugin checked step by step, as `serve` does).
     CheckConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::CheckConfig => ExitCode::from(hourglass_svc::config::check::<config::RawConfig>(
-            cli.config.as_deref(),
-        ) as u8),
+        Cmd::CheckConfig => check_config(cli.config.as_deref()),
         Cmd::Serve => hourglass_svc::run_service::<config::RawConfig, _, _>(
             "edge-agent",
             cli.config.as_deref(),
             |c| c.log_format,
             serve::run,
         ),
+    }
+}
+
+fn check_config(file: Option<&std::path::Path>) -> ExitCode {
+    let code = hourglass_svc::config::check::<config::RawConfig>(file);
+    if code != 0 {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let Ok(config) = hourglass_svc::config::load_valid::<config::RawConfig>(file) else {
+        return ExitCode::FAILURE;
+    };
+    match config
+        .plugins
+        .load(hourglass_plugin_host::Limits::default())
+    {
+        Ok(chain) => {
+            println!(
+                "plugins OK ({} loaded, plugin set `{}`)",
+                config.plugins.plugins.len(),
+                chain.plugin_set()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! The edge's Prometheus metrics: `hourglass_edge_<thing>_<unit>`, every
 //! reject reason a label value.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use hourglass_processing::PluginStats;
 use hourglass_svc::metrics::{counter, counter_vec, gauge};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -27,6 +31,120 @@ pub struct Metrics {
     /// Hits seen with a bot-like user agent or a prefetch header (still
     /// accepted: the bot-filter plugin decides).
     pub suspect_hits: IntCounterVec,
+    /// TLS handshakes on the HTTPS listener that failed or timed out.
+    pub tls_handshake_failures: IntCounter,
+    /// The plugin chain's counters, each labelled by `plugin`.
+    pub plugins: PluginMetrics,
+}
+
+/// A plugin chain's [`PluginStats`] as Prometheus counters. The chain
+/// counts since it was made; these count since the process started (a
+/// chain made anew, e.g. a new plugin set, starts its deltas from zero).
+#[derive(Clone)]
+pub struct PluginMetrics {
+    pub calls: IntCounterVec,
+    pub events: IntCounterVec,
+    pub dropped: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub instantiations: IntCounterVec,
+    pub fuel: IntCounterVec,
+    pub nanos: IntCounterVec,
+    /// What was published last, per plugin.
+    published: Arc<Mutex<BTreeMap<String, PluginStats>>>,
+}
+
+fn labelled(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric name {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registers once: {e}"));
+    c
+}
+
+impl PluginMetrics {
+    fn new(r: &Registry) -> Self {
+        let per_plugin = |name: &str, help: &str| labelled(r, name, help, &["plugin"]);
+        PluginMetrics {
+            calls: per_plugin(
+                "hourglass_edge_plugin_calls_total",
+                "Batches handed to a plugin, failed calls included",
+            ),
+            events: per_plugin(
+                "hourglass_edge_plugin_events_total",
+                "Events handed to a plugin",
+            ),
+            dropped: labelled(
+                r,
+                "hourglass_edge_plugin_events_dropped_total",
+                "Events a plugin dropped, by its reason (plugin_failed: its batch was rejected by its failure policy)",
+                &["plugin", "reason"],
+            ),
+            failures: labelled(
+                r,
+                "hourglass_edge_plugin_failures_total",
+                "Failed plugin calls, by kind (out_of_fuel, deadline, memory_cap, stack_overflow, trap, bad_output, oversized_output, init_error)",
+                &["plugin", "kind"],
+            ),
+            instantiations: per_plugin(
+                "hourglass_edge_plugin_instantiations_total",
+                "Plugin instances made (the first, then one after each failure)",
+            ),
+            fuel: per_plugin(
+                "hourglass_edge_plugin_fuel_used_total",
+                "Fuel (WASM instructions, roughly) plugins used",
+            ),
+            nanos: per_plugin(
+                "hourglass_edge_plugin_time_nanoseconds_total",
+                "Wall-clock time in plugin calls",
+            ),
+            published: Arc::default(),
+        }
+    }
+
+    /// Adds what each plugin counted since the last call.
+    pub fn record(&self, stats: &[PluginStats]) {
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for now in stats {
+            let before = published.entry(now.plugin.clone()).or_default();
+            // Fewer calls than before: a new chain, counting from zero.
+            if now.calls < before.calls {
+                *before = PluginStats::default();
+            }
+            let delta = |now: u64, before: u64| now.saturating_sub(before);
+            let p = now.plugin.as_str();
+            self.calls
+                .with_label_values(&[p])
+                .inc_by(delta(now.calls, before.calls));
+            self.events
+                .with_label_values(&[p])
+                .inc_by(delta(now.events_in, before.events_in));
+            self.instantiations
+                .with_label_values(&[p])
+                .inc_by(delta(now.instantiations, before.instantiations));
+            self.fuel
+                .with_label_values(&[p])
+                .inc_by(delta(now.fuel_used, before.fuel_used));
+            self.nanos
+                .with_label_values(&[p])
+                .inc_by(delta(now.nanos, before.nanos));
+            for (reason, n) in &now.drops {
+                let was = before.drops.get(reason).copied().unwrap_or(0);
+                self.dropped
+                    .with_label_values(&[p, reason.as_str()])
+                    .inc_by(delta(*n, was));
+            }
+            for (kind, n) in &now.failures {
+                let was = before.failures.get(kind).copied().unwrap_or(0);
+                self.failures
+                    .with_label_values(&[p, kind])
+                    .inc_by(delta(*n, was));
+            }
+            *before = now.clone();
+        }
+    }
 }
 
 impl Metrics {
@@ -100,7 +218,49 @@ impl Metrics {
                 "Accepted hits from bot-like agents or prefetches",
                 "kind",
             ),
+            tls_handshake_failures: counter(
+                &r,
+                "hourglass_edge_tls_handshake_failures_total",
+                "TLS handshakes on the HTTPS listener that failed or timed out",
+            ),
+            plugins: PluginMetrics::new(&r),
             registry: r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(calls: u64, trap: u64) -> PluginStats {
+        PluginStats {
+            plugin: "geo".into(),
+            calls,
+            events_in: calls * 10,
+            failures: BTreeMap::from([("trap", trap)]),
+            drops: BTreeMap::from([("bot".to_owned(), trap)]),
+            ..PluginStats::default()
+        }
+    }
+
+    #[test]
+    fn plugin_counters_add_deltas_and_survive_a_new_chain() {
+        let m = Metrics::new();
+        m.plugins.record(&[stats(3, 1)]);
+        m.plugins.record(&[stats(5, 1)]);
+        assert_eq!(m.plugins.calls.with_label_values(&["geo"]).get(), 5);
+        assert_eq!(m.plugins.events.with_label_values(&["geo"]).get(), 50);
+        // A new chain starts from zero: its counts are added on.
+        m.plugins.record(&[stats(2, 2)]);
+        assert_eq!(m.plugins.calls.with_label_values(&["geo"]).get(), 7);
+        assert_eq!(
+            m.plugins.failures.with_label_values(&["geo", "trap"]).get(),
+            3
+        );
+        assert_eq!(
+            m.plugins.dropped.with_label_values(&["geo", "bot"]).get(),
+            3
+        );
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use hourglass_disk_buffer::DiskBuffer;
 use hourglass_plugin_host::Limits as PluginLimits;
 use hourglass_processing::{IdentityKeys, NoPlugins, Pipeline, SessionTable, SiteDirectory};
+use hourglass_svc::http::Tls;
 use hourglass_transport::{Client, ClientCerts, client_endpoint};
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
@@ -166,6 +167,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding listen {}", config.listen))?;
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => {
+            let cert = read(&tls.cert_file, "TLS certificate")?;
+            let key = read(&tls.key_file, "TLS key")?;
+            let acceptor = Tls::new(&cert, &key, metrics.tls_handshake_failures.clone())
+                .with_context(|| {
+                    format!(
+                        "TLS with {} and {}",
+                        tls.cert_file.display(),
+                        tls.key_file.display()
+                    )
+                })?;
+            let listener = TcpListener::bind(tls.listen)
+                .await
+                .with_context(|| format!("binding tls.listen {}", tls.listen))?;
+            tracing::info!(listen = %tls.listen, "accepting beacons over HTTPS");
+            Some((acceptor, listener))
+        }
+    };
     ready.store(true, Ordering::Relaxed);
     tracing::info!(listen = %config.listen, edge = %config.edge_id, "edge agent accepting beacons");
     let ingress = Arc::new(Ingress {
@@ -195,6 +216,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             }
         })
     };
+    let https = match tls {
+        None => None,
+        Some((tls, listener)) => {
+            let ingress = ingress.clone();
+            let shutdown = shutdown.clone();
+            Some(tokio::spawn(async move {
+                hourglass_svc::http::serve_tls(
+                    listener,
+                    tls,
+                    move |peer| {
+                        let ingress = ingress.clone();
+                        service_fn(move |req| ingress.clone().handle(req, peer))
+                    },
+                    shutdown,
+                    "ingress-tls",
+                )
+                .await;
+            }))
+        }
+    };
     hourglass_svc::http::serve(
         listener,
         move |peer| {
@@ -205,6 +246,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "ingress",
     )
     .await;
+    if let Some(https) = https {
+        let _ = https.await;
+    }
     let _ = upkeep.await;
 
     // The ingress is closed and its writer handle dropped: the writer

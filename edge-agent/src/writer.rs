@@ -105,6 +105,7 @@ impl Writer {
     fn write_blocking(&mut self, closed: Vec<(RawHit, Waiter)>, last_seq: &mut u64) {
         let (hits, waiters): (Vec<RawHit>, Vec<Waiter>) = closed.into_iter().unzip();
         let outcome = self.pipeline.process_batch(&hits);
+        self.metrics.plugins.record(&self.pipeline.plugins.stats());
         for r in &outcome.rejects {
             self.metrics
                 .events_dropped

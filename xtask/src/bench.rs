@@ -42,6 +42,8 @@ enum Bench {
     Reprocess(crate::bench_ingest::IngestArgs),
     /// The dashboard's queries over ≥ 10 M generated events: rollups vs raw `events`, and the API at fixed rates.
     Query(crate::bench_query::QueryArgs),
+    /// The six reference plugins as WASM vs the same code native; host-guest cost; runaway stop time.
+    Plugins(crate::bench_plugins::PluginsArgs),
 }
 
 #[derive(Args)]
@@ -74,6 +76,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Bench::Ingest(a) => crate::bench_ingest::ingest(a, false),
         Bench::Reprocess(a) => crate::bench_ingest::ingest(a, true),
         Bench::Query(a) => crate::bench_query::query(a),
+        Bench::Plugins(a) => crate::bench_plugins::plugins(a),
     }
 }
 

@@ -77,6 +77,14 @@ pub fn browser() -> Result<PathBuf> {
     Ok(modules)
 }
 
+/// `curl` (with HTTP/2): the HTTPS client of the edge's TLS test.
+pub fn curl() -> Result<()> {
+    if found("curl", &["--version"]) {
+        return Ok(());
+    }
+    apt_install(&["curl"], "curl")
+}
+
 /// `clickhouse-server` from the distribution's packages.
 pub fn clickhouse() -> Result<()> {
     if ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]

@@ -8,13 +8,16 @@
 //! - `bench edge`: edge-agent against nginx under the same load.
 //! - `bench ingest`: central's loader against `clickhouse-client`, and
 //!   freshness from the edge's 202 to a row in ClickHouse.
-//! - `plugins`: builds the WASM plugins in `plugins/` into components.
+//! - `bench plugins`: the WASM plugin chain against the same plugins native.
+//! - `plugins`: builds the WASM plugins in `plugins/` into components and
+//!   fetches the geo plugin's default database.
 //!
 //! Must not: hold product logic. It only installs, starts, stops and calls.
 
 mod ansible;
 mod bench;
 mod bench_ingest;
+mod bench_plugins;
 mod bench_query;
 mod install;
 mod plugins;
@@ -44,7 +47,8 @@ enum Cmd {
     Down,
     /// Run a benchmark against its baseline, side by side (see bench/README.md).
     Bench(bench::BenchArgs),
-    /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/.
+    /// Build the WASM plugins (plugins/) into components under target/hourglass/plugins/,
+    /// and fetch the geo plugin's default database there.
     Plugins,
     /// Syntax-check and lint ops/ansible, render its configs and validate them (no services).
     AnsibleCheck,
@@ -57,7 +61,7 @@ fn main() {
         Cmd::Up { detach } => stack::up(detach),
         Cmd::Down => stack::down(),
         Cmd::Bench(args) => bench::run(&args),
-        Cmd::Plugins => plugins::build().map(drop),
+        Cmd::Plugins => plugins::build().and_then(|_| plugins::geo_data()).map(drop),
         Cmd::AnsibleCheck => ansible::check(),
     };
     if let Err(e) = result {

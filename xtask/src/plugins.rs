@@ -2,6 +2,7 @@
 //! `wasm32-unknown-unknown` (release) and turns each core module into a
 //! component with `wit-component`, into [`components_dir`]. No WASI
 //! adapter: a guest that imports WASI fails here, as it would at load.
+//! [`geo_data`] fetches the `geo` plugin's default database from npm.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +72,34 @@ pub fn build() -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The guests' own unit tests, built for this machine (the guest
+/// workspace targets wasm by default). Only plugins that have them.
+pub fn test_native() -> Result<()> {
+    let host = Command::new("rustc")
+        .args(["--print", "host-tuple"])
+        .output()
+        .context("cannot run rustc")?;
+    let host = String::from_utf8(host.stdout)?.trim().to_owned();
+    let root = hourglass_testkit::workspace_root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("plugins");
+    run_cmd(
+        cargo()
+            .current_dir(root.join("plugins"))
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "geo",
+                "--target",
+                &host,
+                "--target-dir",
+            ])
+            .arg(&target_dir),
+    )
+}
+
 fn encode(module: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(module)?;
     wit_component::ComponentEncoder::default()
@@ -98,4 +127,41 @@ fn wasm_target() -> Result<()> {
         return Ok(());
     }
     run_cmd(Command::new("rustup").args(["target", "add", TARGET]))
+}
+
+/// The npm package of the `geo` plugin's default database: the CC0
+/// `geo-whois-asn-country` MaxMind DB (country only) of ip-location-db.
+const GEO_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country-mmdb";
+const GEO_VERSION: &str = "2.3.2026061719";
+const GEO_FILE: &str = "geo-whois-asn-country.mmdb";
+
+/// The `geo` plugin's default data file, `<components dir>/geo-whois-asn-country.mmdb`,
+/// installed from npm when missing (about 8 MB). Tests do not need it: they
+/// use the fixtures in `plugins/geo/testdata/`.
+pub fn geo_data() -> Result<PathBuf> {
+    let out = components_dir().join(GEO_FILE);
+    if out.exists() {
+        return Ok(out);
+    }
+    let prefix = components_dir().join("npm");
+    std::fs::create_dir_all(&prefix)
+        .with_context(|| format!("cannot create {}", prefix.display()))?;
+    eprintln!(
+        "xtask: installing {GEO_PACKAGE}@{GEO_VERSION} (CC0) into {}",
+        prefix.display()
+    );
+    run_cmd(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(format!("{GEO_PACKAGE}@{GEO_VERSION}")),
+    )
+    .context("installing the geo database needs node and npm (Debian: `apt-get install npm`)")?;
+    let installed = prefix.join("node_modules").join(GEO_PACKAGE).join(GEO_FILE);
+    std::fs::copy(&installed, out.with_extension("mmdb.tmp"))
+        .with_context(|| format!("cannot copy {}", installed.display()))?;
+    std::fs::rename(out.with_extension("mmdb.tmp"), &out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("xtask: geo data in {}", out.display());
+    Ok(out)
 }

@@ -32,6 +32,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     }
     let python = install::chdb_python()?;
     install::browser()?;
+    install::curl()?;
 
     if !args.no_lint {
         step("cargo fmt --check");
@@ -67,6 +68,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
     // The plugin host's tests load the reference plugins as components.
     step("cargo xtask plugins");
     crate::plugins::build()?;
+    step("plugin unit tests (native)");
+    crate::plugins::test_native()?;
 
     // `cargo test` builds a package's binaries only for its own integration
     // tests; the end-to-end tests in `tests/` run every workspace binary.

@@ -1,12 +1,12 @@
 //! The plugin chain: runs loaded plugins in order over a batch, applies
 //! their outcomes, contains their failures, and counts.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Instant;
 
 use hourglass_model::{Event, Reject};
-use hourglass_processing::{HitContext, PluginChain};
+use hourglass_processing::{HitContext, PluginChain, PluginStats};
 
 use crate::bindings::hourglass::plugin::types::{self as wit, DropReason};
 use crate::fields;
@@ -37,29 +37,6 @@ impl FromStr for FailurePolicy {
                 "`{other}` is not a failure policy (skip-plugin or reject-batch)"
             )),
         }
-    }
-}
-
-/// One plugin's counters since the chain was made.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PluginStats {
-    pub plugin: String,
-    /// `process` calls, failed ones included.
-    pub calls: u64,
-    pub events_in: u64,
-    /// Events dropped, by the plugin's reason (or `plugin_failed`).
-    pub drops: BTreeMap<String, u64>,
-    /// Failed calls by kind: `out_of_fuel`, `deadline`, `memory_cap`,
-    /// `stack_overflow`, `trap`, `bad_output`, `init_error`, `error`.
-    pub failures: BTreeMap<&'static str, u64>,
-    /// Fresh instances made (the first, then one after each failure).
-    pub instantiations: u64,
-    pub fuel_used: u64,
-}
-
-impl PluginStats {
-    pub fn failed_calls(&self) -> u64 {
-        self.failures.values().sum()
     }
 }
 
@@ -140,6 +117,10 @@ impl PluginChain for Chain {
         &self.plugin_set
     }
 
+    fn stats(&self) -> Vec<PluginStats> {
+        Chain::stats(self)
+    }
+
     fn process(&mut self, events: Vec<Event>) -> (Vec<Event>, Vec<Reject>) {
         self.process_in_context(events, &[])
     }
@@ -202,6 +183,13 @@ impl Slot {
     /// One `process` call, instantiating first when needed; the instance is
     /// dropped on any failure.
     fn call(&mut self, batch: &[wit::Event]) -> Result<Vec<wit::Outcome>, Failure> {
+        let started = Instant::now();
+        let result = self.call_untimed(batch);
+        self.stats.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        result
+    }
+
+    fn call_untimed(&mut self, batch: &[wit::Event]) -> Result<Vec<wit::Outcome>, Failure> {
         self.stats.calls += 1;
         self.stats.events_in += batch.len() as u64;
         let mut instance = match self.instance.take() {

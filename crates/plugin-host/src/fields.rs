@@ -147,3 +147,42 @@ pub(crate) fn apply(event: &mut Event, is_bot: &mut bool, from: wit::Event, writ
         IsBot => *is_bot, from.is_bot;
     }
 }
+
+/// Bytes of strings in an outcome a plugin returned.
+pub(crate) fn output_bytes(outcome: &wit::Outcome) -> usize {
+    match outcome {
+        wit::Outcome::Keep => 0,
+        wit::Outcome::Drop(reason) => reason.reason.len(),
+        wit::Outcome::Modify(e) => {
+            let props: usize = e.props.iter().map(|p| p.key.len() + p.value.len()).sum();
+            props
+                + [
+                    &e.name,
+                    &e.hostname,
+                    &e.pathname,
+                    &e.referrer,
+                    &e.user_agent,
+                    &e.client_ip,
+                    &e.language,
+                    &e.browser,
+                    &e.browser_version,
+                    &e.os,
+                    &e.os_version,
+                    &e.device,
+                    &e.country,
+                    &e.region,
+                    &e.city,
+                    &e.source,
+                    &e.channel,
+                    &e.utm_source,
+                    &e.utm_medium,
+                    &e.utm_campaign,
+                    &e.utm_content,
+                    &e.utm_term,
+                ]
+                .iter()
+                .map(|s| s.len())
+                .sum::<usize>()
+        }
+    }
+}

@@ -30,6 +30,11 @@ pub struct Limits {
     pub fuel_per_event: u64,
     /// Wall-clock backstop for one call (fuel is the deterministic limit).
     pub deadline: Duration,
+    /// Most bytes of strings one call may return, per event of the batch
+    /// (all of an outcome's strings count, declared or not); more is the
+    /// failure `oversized_output`. The memory cap bounds what the host
+    /// copies out before it can check.
+    pub output_bytes_per_event: usize,
     /// How often the epoch ticker thread ticks; deadlines are whole ticks.
     pub epoch_tick: Duration,
 }
@@ -43,6 +48,7 @@ impl Default for Limits {
             fuel_per_call: 10_000_000,
             fuel_per_event: 1_000_000,
             deadline: Duration::from_secs(1),
+            output_bytes_per_event: 64 << 10,
             epoch_tick: Duration::from_millis(5),
         }
     }
@@ -445,6 +451,23 @@ impl Instance {
             .call_process(&mut self.store, batch)
             .map_err(|e| Failure::from_error("in process", &e, &self.store));
         let used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let allowed = limits
+            .output_bytes_per_event
+            .saturating_mul(batch.len().max(1));
+        let result = result.and_then(|outcomes| {
+            let bytes: usize = outcomes.iter().map(fields::output_bytes).sum();
+            if bytes > allowed {
+                Err(Failure {
+                    kind: "oversized_output",
+                    message: format!(
+                        "oversized_output: {bytes} bytes of strings returned for {} events (at most {allowed})",
+                        batch.len()
+                    ),
+                })
+            } else {
+                Ok(outcomes)
+            }
+        });
         (result, used)
     }
 }

@@ -31,8 +31,9 @@ mod fields;
 mod host;
 mod plugin_set;
 
-pub use chain::{Chain, FailurePolicy, PluginStats};
+pub use chain::{Chain, FailurePolicy};
 pub use host::{Host, HostError, Limits, LoadError, LoadStep, LoadedPlugin, PluginSource};
+pub use hourglass_processing::PluginStats;
 pub use plugin_set::{PluginConfig, PluginSet, PluginSetError};
 
 /// The `plugin` world's bindings, generated from `plugins/wit`.

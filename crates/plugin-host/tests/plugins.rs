@@ -539,3 +539,96 @@ fn the_wrong_number_of_outcomes_is_a_failure() {
     );
     assert_eq!(step, LoadStep::DryRun);
 }
+
+#[test]
+fn a_huge_output_is_refused_and_counted() {
+    let (chain, out, rejects) = contained("huge", FailurePolicy::SkipPlugin, limits());
+    assert_failed(&chain, "oversized_output");
+    assert!(rejects.is_empty());
+    // Skipped: nothing of the 4 MiB string reached an event.
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|e| e.browser == "Firefox"), "{out:?}");
+    assert!(
+        chain.last_failures()[0]
+            .1
+            .is_some_and(|m| m.contains("at most 131072")),
+        "{:?}",
+        chain.last_failures()
+    );
+}
+
+fn geo_fixture(file: &str) -> Vec<u8> {
+    let path = hourglass_testkit::workspace_root()
+        .join("plugins/geo/testdata")
+        .join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn geo_fills_country_region_and_city_from_the_client_ip() {
+    let host = Host::new(limits()).unwrap();
+    let geo = host
+        .load(PluginSource {
+            data: geo_fixture("geo-city-fixture.mmdb"),
+            ..source("geo", "", FailurePolicy::SkipPlugin)
+        })
+        .unwrap();
+    assert_eq!(geo.reads(), vec!["client_ip"]);
+    assert_eq!(geo.writes(), vec!["country", "region", "city"]);
+    let mut chain = Chain::new("t", vec![geo]);
+    let at = |client_ip: &'static str| HitContext {
+        user_agent: FIREFOX_LINUX,
+        client_ip,
+        accept_language: "en",
+    };
+    let events = (0..4).map(|i| event("pageview", "/", "", i)).collect();
+    let (out, rejects) = chain.process_in_context(
+        events,
+        &[
+            at("192.0.2.10"),
+            at("2001:db8::7"),
+            at("10.1.2.3"),
+            at("not an address"),
+        ],
+    );
+    assert!(rejects.is_empty());
+    let places: Vec<(&str, &str, &str)> = out
+        .iter()
+        .map(|e| (e.country.as_str(), e.region.as_str(), e.city.as_str()))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("US", "California", "San Francisco"),
+            ("FR", "Île-de-France", "Paris"),
+            ("", "", ""),
+            ("", "", "")
+        ]
+    );
+
+    // The country-only layout of the default database.
+    let geo = host
+        .load(PluginSource {
+            data: geo_fixture("geo-country-fixture.mmdb"),
+            ..source("geo", "", FailurePolicy::SkipPlugin)
+        })
+        .unwrap();
+    let mut chain = Chain::new("t", vec![geo]);
+    let (out, _) =
+        chain.process_in_context(vec![event("pageview", "/", "", 0)], &[at("203.0.113.9")]);
+    assert_eq!((out[0].country.as_str(), out[0].city.as_str()), ("JP", ""));
+
+    // No database, or not one: refused at init, saying why.
+    let (step, message) = refused(&host, source("geo", "", FailurePolicy::SkipPlugin));
+    assert_eq!(step, LoadStep::Init);
+    assert!(message.contains("needs a MaxMind DB"), "{message}");
+    let (step, message) = refused(
+        &host,
+        PluginSource {
+            data: b"not a database".to_vec(),
+            ..source("geo", "", FailurePolicy::SkipPlugin)
+        },
+    );
+    assert_eq!(step, LoadStep::Init);
+    assert!(message.contains("not a MaxMind DB"), "{message}");
+}

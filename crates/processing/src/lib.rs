@@ -36,5 +36,5 @@ pub use decode::{
     check_content_type, decode, endpoint_for, validate_ga4, validation_response_json,
 };
 pub use identity::{IdentityKeys, KeyError, SessionTable};
-pub use pipeline::{HitContext, NoPlugins, Outcome, Pipeline, PluginChain};
+pub use pipeline::{HitContext, NoPlugins, Outcome, Pipeline, PluginChain, PluginStats};
 pub use sites::{Ga4Stream, SiteConfig, SiteConfigError, SiteDirectory};

@@ -13,6 +13,7 @@
 //! made by the same code from the same bytes and stamps. Step 3 never looks
 //! at `client_ip` or `user_agent`, and no [`Event`] carries an IP.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hourglass_model::{Event, Identity, Prop, RawHit, Reject};
@@ -45,6 +46,38 @@ pub trait PluginChain: Send + Sync {
     ) -> (Vec<Event>, Vec<Reject>) {
         let _ = contexts;
         self.process(events)
+    }
+
+    /// Counters per plugin since the chain was made (none for a chain
+    /// without plugins), for the service to publish.
+    fn stats(&self) -> Vec<PluginStats> {
+        Vec::new()
+    }
+}
+
+/// One plugin's counters since its chain was made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    pub plugin: String,
+    /// `process` calls, failed ones included.
+    pub calls: u64,
+    pub events_in: u64,
+    /// Events dropped, by the plugin's reason (or `plugin_failed`).
+    pub drops: BTreeMap<String, u64>,
+    /// Failed calls by kind: `out_of_fuel`, `deadline`, `memory_cap`,
+    /// `stack_overflow`, `trap`, `bad_output`, `oversized_output`,
+    /// `init_error`, `error`.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Fresh instances made (the first, then one after each failure).
+    pub instantiations: u64,
+    pub fuel_used: u64,
+    /// Wall-clock time in calls (instantiating included), nanoseconds.
+    pub nanos: u64,
+}
+
+impl PluginStats {
+    pub fn failed_calls(&self) -> u64 {
+        self.failures.values().sum()
     }
 }
 

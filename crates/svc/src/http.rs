@@ -31,6 +31,45 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_maybe_tls(listener, None, make, shutdown, what).await;
+}
+
+/// As [`serve`], over TLS: each connection's handshake runs in its own task
+/// (bounded by [`TLS_HANDSHAKE_TIMEOUT`]), and ALPN picks HTTP/2 or
+/// HTTP/1.1.
+pub async fn serve_tls<F, S, B>(
+    listener: TcpListener,
+    tls: Tls,
+    make: F,
+    shutdown: CancellationToken,
+    what: &str,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_maybe_tls(listener, Some(tls), make, shutdown, what).await;
+}
+
+async fn serve_maybe_tls<F, S, B>(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    make: F,
+    shutdown: CancellationToken,
+    what: &str,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -45,13 +84,26 @@ where
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), make(peer))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let service = make(peer);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         let what = what.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => {
+                    let Some(stream) = tls.handshake(stream, peer, &what).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, server = what, "connection ended with an error");
             }
         });
@@ -62,6 +114,76 @@ where
         () = tokio::time::sleep(Duration::from_secs(10)) => {
             tracing::warn!(server = what, "connections still open after 10 s; closing");
         }
+    }
+}
+
+/// How long a client has to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener's TLS: its certificate chain and key (PEM), ALPN `h2` and
+/// `http/1.1`, and the counter of handshakes that failed or timed out.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    failed_handshakes: prometheus::IntCounter,
+}
+
+/// Why a certificate or key could not be used for TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate in the certificate file: {0}")]
+    Certificate(String),
+    #[error("no usable private key in the key file: {0}")]
+    Key(String),
+    #[error("the certificate and key do not make a TLS server: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+impl Tls {
+    /// TLS with the certificate chain `cert_pem` (leaf first) and its key
+    /// `key_pem`; failed handshakes are counted in `failed_handshakes`.
+    pub fn new(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        failed_handshakes: prometheus::IntCounter,
+    ) -> Result<Tls, TlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(TlsError::Certificate("no PEM CERTIFICATE block".into()));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            failed_handshakes,
+        })
+    }
+
+    async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        what: &str,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let failure =
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => return Some(stream),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
+            };
+        self.failed_handshakes.inc();
+        tracing::debug!(%peer, server = what, error = failure, "TLS handshake failed");
+        None
     }
 }
 

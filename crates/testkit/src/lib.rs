@@ -27,9 +27,30 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
-/// The workspace root this crate was built in.
+/// The workspace root: found at run time from `$CARGO_MANIFEST_DIR` (cargo
+/// sets it for what it runs) or the current directory, walking up to the
+/// directory that holds the workspace's `Cargo.toml` and `xtask/`; else the
+/// one this crate was built in. Found at run time because cargo reuses a
+/// workspace crate built in another checkout of the same sources when they
+/// share a target directory, and a path baked in at build time would then
+/// point at that other checkout.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let start = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok());
+        start
+            .and_then(|dir| {
+                dir.ancestors()
+                    .find(|d| {
+                        d.join("Cargo.toml").is_file() && d.join("xtask/Cargo.toml").is_file()
+                    })
+                    .map(std::path::Path::to_path_buf)
+            })
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))
+    })
+    .clone()
 }
 
 /// Where `cargo xtask test` installs the npm packages of the browser tests

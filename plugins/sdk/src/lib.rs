@@ -78,42 +78,78 @@ pub fn prop<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
         .map(|p| p.value.as_str())
 }
 
-/// Exports a [`Plugin`] type as the component's `init` and `process`.
+/// A [`Plugin`] behind a pointer: what [`plugin!`] hands out natively
+/// (`native_plugin`), so benchmarks and tests can call a plugin's code
+/// in-process, without the sandbox.
+pub trait DynPlugin {
+    fn fields(&self) -> DeclaredFields;
+    fn process(&mut self, event: Event) -> Outcome;
+}
+
+impl<P: Plugin> DynPlugin for P {
+    fn fields(&self) -> DeclaredFields {
+        Plugin::fields(self)
+    }
+
+    fn process(&mut self, event: Event) -> Outcome {
+        Plugin::process(self, event)
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's `init` and `process`
+/// (on `wasm32` only, so several plugins can link into one native
+/// program), and defines `pub fn native_plugin(config, data)`, the same
+/// plugin as a [`DynPlugin`].
 #[macro_export]
 macro_rules! plugin {
     ($ty:ty) => {
-        struct HourglassPluginExport;
-
-        ::std::thread_local! {
-            static HOURGLASS_PLUGIN: ::core::cell::RefCell<::core::option::Option<$ty>> =
-                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        /// This crate's plugin, called natively (no sandbox).
+        pub fn native_plugin(
+            config: &str,
+            data: &[u8],
+        ) -> ::core::result::Result<::std::boxed::Box<dyn $crate::DynPlugin>, ::std::string::String>
+        {
+            let plugin = <$ty as $crate::Plugin>::init(config, data)?;
+            ::core::result::Result::Ok(::std::boxed::Box::new(plugin))
         }
 
-        impl $crate::Guest for HourglassPluginExport {
-            fn init(
-                config: ::std::string::String,
-                data: ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<$crate::DeclaredFields, ::std::string::String> {
-                let plugin = <$ty as $crate::Plugin>::init(&config, &data)?;
-                let fields = $crate::Plugin::fields(&plugin);
-                HOURGLASS_PLUGIN
-                    .with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(plugin));
-                ::core::result::Result::Ok(fields)
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct HourglassPluginExport;
+
+            ::std::thread_local! {
+                static HOURGLASS_PLUGIN: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
 
-            fn process(batch: ::std::vec::Vec<$crate::Event>) -> ::std::vec::Vec<$crate::Outcome> {
-                HOURGLASS_PLUGIN.with(|cell| {
-                    let mut cell = cell.borrow_mut();
-                    // The host calls `init` first on every instance.
-                    let plugin = cell.as_mut().expect("the host calls init before process");
-                    batch
-                        .into_iter()
-                        .map(|event| $crate::Plugin::process(plugin, event))
-                        .collect()
-                })
-            }
-        }
+            impl $crate::Guest for HourglassPluginExport {
+                fn init(
+                    config: ::std::string::String,
+                    data: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<$crate::DeclaredFields, ::std::string::String> {
+                    let plugin = <$ty as $crate::Plugin>::init(&config, &data)?;
+                    let fields = $crate::Plugin::fields(&plugin);
+                    HOURGLASS_PLUGIN
+                        .with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(plugin));
+                    ::core::result::Result::Ok(fields)
+                }
 
-        $crate::export!(HourglassPluginExport);
+                fn process(
+                    batch: ::std::vec::Vec<$crate::Event>,
+                ) -> ::std::vec::Vec<$crate::Outcome> {
+                    HOURGLASS_PLUGIN.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        // The host calls `init` first on every instance.
+                        let plugin = cell.as_mut().expect("the host calls init before process");
+                        batch
+                            .into_iter()
+                            .map(|event| $crate::Plugin::process(plugin, event))
+                            .collect()
+                    })
+                }
+            }
+
+            $crate::export!(HourglassPluginExport);
+        };
     };
 }
