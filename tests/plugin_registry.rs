@@ -595,14 +595,13 @@ fn hostile_uploads_are_refused_with_the_step_that_failed() {
             "dry-run",
             "outcomes",
         ),
-        // 4 MiB in one string per event: out of fuel on the sample batch,
-        // or over the host's cap on output per event.
+        // 4 MiB in one string per event: over the host's cap on output.
         (
             "huge",
             misbehave.clone(),
             "mode = huge",
             "dry-run",
-            "65536|out_of_fuel",
+            "oversized_output",
         ),
     ];
     for (version, bytes, config, step, words) in &cases {
@@ -818,6 +817,84 @@ fn the_cli_manages_platform_and_merchant_plugins() {
         text(&out)
     );
 
+    // A plugin that needs a data file: refused at init without one, ready
+    // with one (stored too), and bound with it.
+    let geo = file("geo");
+    let geo = geo.to_str().unwrap();
+    let out = plugin_cli(
+        &stack,
+        &[
+            "upload",
+            geo,
+            "--name",
+            "geo",
+            "--version",
+            "1",
+            "--platform",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("refused at step `init`") && text(&out).contains(".mmdb"),
+        "{}",
+        text(&out)
+    );
+    let mmdb =
+        hourglass_testkit::workspace_root().join("plugins/geo/testdata/geo-country-fixture.mmdb");
+    let up = ok_lines(&plugin_cli(
+        &stack,
+        &[
+            "upload",
+            geo,
+            "--name",
+            "geo",
+            "--version",
+            "1",
+            "--platform",
+            "--data",
+            mmdb.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(field(&up, "status"), "ready");
+    let data_sha256 = field(&up, "data_sha256");
+    assert_eq!(data_sha256, sha256(&std::fs::read(&mmdb).unwrap()));
+    assert!(
+        stack
+            .central
+            .archive_dir()
+            .join("plugins/blobs")
+            .join(&data_sha256)
+            .exists()
+    );
+    // Bound without its data, init fails; with it, it is bound.
+    let out = plugin_cli(&stack, &["activate", "geo", "1", "--platform"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("refused at step `init`"),
+        "{}",
+        text(&out)
+    );
+    ok_lines(&plugin_cli(
+        &stack,
+        &[
+            "activate",
+            "geo",
+            "1",
+            "--platform",
+            "--data-sha256",
+            &data_sha256,
+            "--position",
+            "1",
+        ],
+    ));
+    assert_eq!(
+        bindings(&stack.db, ""),
+        [
+            row(&["validate", "1", "", "", "reject-batch", "0"]),
+            row(&["geo", "1", "", &data_sha256, "skip-plugin", "1"]),
+        ]
+    );
+
     // A merchant's plugin runs on its sites, not on the platform chain.
     let channel = file("channel");
     ok_lines(&plugin_cli(
@@ -865,14 +942,14 @@ fn the_cli_manages_platform_and_merchant_plugins() {
             )
         })
         .collect();
-    assert_eq!(names, ["channel@1", "validate@1", "validate@2"]);
+    assert_eq!(names, ["channel@1", "geo@1", "validate@1", "validate@2"]);
     let scopes: Vec<&str> = listed.body["bindings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b["scope"].as_str().unwrap())
         .collect();
-    assert_eq!(scopes, ["platform", "site"]);
+    assert_eq!(scopes, ["platform", "platform", "site"]);
 
     // `list` shows plugins (rejected ones too) and bindings.
     let out = plugin_cli(&stack, &["list"]);

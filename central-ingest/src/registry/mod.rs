@@ -180,6 +180,10 @@ pub struct PluginRegistry {
     host: Arc<Host>,
     limits: RegistryLimits,
     validations: Semaphore,
+    /// Held from "is this name@version free?" to its row being written,
+    /// so two uploads of one name@version in this process cannot both
+    /// take it. (Two API processes still can; the later row wins.)
+    upload_lock: tokio::sync::Mutex<()>,
     uploads: IntCounterVec,
     refusals: IntCounterVec,
     binding_changes: IntCounterVec,
@@ -202,6 +206,7 @@ impl PluginRegistry {
             host: Arc::new(host),
             limits,
             validations: Semaphore::new(VALIDATIONS_AT_ONCE),
+            upload_lock: tokio::sync::Mutex::new(()),
             uploads: hourglass_svc::metrics::counter_vec(
                 metrics,
                 "hourglass_central_plugin_uploads_total",
@@ -255,6 +260,7 @@ impl PluginRegistry {
             });
         }
         let sha256 = sha256_hex(&wasm);
+        let _taking = self.upload_lock.lock().await;
         // Only a stored plugin takes its name@version; a rejected upload
         // leaves it free.
         if let Some(existing) = self
