@@ -222,9 +222,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             let ingress = ingress.clone();
             let shutdown = shutdown.clone();
             Some(tokio::spawn(async move {
-                hourglass_svc::http::serve_tls(
+                hourglass_svc::http::serve_with(
                     listener,
-                    tls,
+                    Some(tls),
                     move |peer| {
                         let ingress = ingress.clone();
                         service_fn(move |req| ingress.clone().handle(req, peer))

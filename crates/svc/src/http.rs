@@ -31,31 +31,13 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    serve_maybe_tls(listener, None, make, shutdown, what).await;
+    serve_with(listener, None, make, shutdown, what).await;
 }
 
-/// As [`serve`], over TLS: each connection's handshake runs in its own task
-/// (bounded by [`TLS_HANDSHAKE_TIMEOUT`]), and ALPN picks HTTP/2 or
-/// HTTP/1.1.
-pub async fn serve_tls<F, S, B>(
-    listener: TcpListener,
-    tls: Tls,
-    make: F,
-    shutdown: CancellationToken,
-    what: &str,
-) where
-    F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    serve_maybe_tls(listener, Some(tls), make, shutdown, what).await;
-}
-
-async fn serve_maybe_tls<F, S, B>(
+/// As [`serve`], over TLS when `tls` is given: each connection's handshake
+/// runs in its own task (bounded by [`TLS_HANDSHAKE_TIMEOUT`]), and ALPN
+/// picks HTTP/2 or HTTP/1.1.
+pub async fn serve_with<F, S, B>(
     listener: TcpListener,
     tls: Option<Tls>,
     make: F,
