@@ -140,10 +140,7 @@ fn known_answers_on_a_hand_made_dataset() {
 
     // By UTC day.
     assert_eq!(
-        ask(
-            base(json!({"dimensions": ["time:day"]})),
-            Source::SiteDaily
-        ),
+        ask(base(json!({"dimensions": ["time:day"]})), Source::SiteDaily),
         vec![
             (strs(&["2026-03-01"]), vec![2, 2, 3]),
             (strs(&["2026-03-02"]), vec![2, 2, 2]),

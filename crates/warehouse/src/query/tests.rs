@@ -168,14 +168,20 @@ fn the_cheapest_exact_source_is_chosen() {
             json!({"metrics": ["visitors", "visits", "pageviews", "events", "views_per_visit"], "dimensions": ["time:day"]}),
             Source::SiteDaily,
         ),
-        (json!({"dimensions": ["time:month"], "date_range": "all"}), Source::SiteDaily),
+        (
+            json!({"dimensions": ["time:month"], "date_range": "all"}),
+            Source::SiteDaily,
+        ),
         // UTC days are not local days, weeks or hours elsewhere.
         (
             json!({"dimensions": ["time:week"], "timezone": "America/New_York"}),
             Source::Events,
         ),
         (json!({"dimensions": ["time:hour"]}), Source::Events),
-        (json!({"dimensions": ["event:page"]}), Source::DimensionsDaily),
+        (
+            json!({"dimensions": ["event:page"]}),
+            Source::DimensionsDaily,
+        ),
         (
             json!({"dimensions": ["time:day"], "filters": [["contains", "event:page", ["/blog"]]]}),
             Source::DimensionsDaily,
@@ -273,7 +279,10 @@ fn forcing_a_source_that_cannot_answer_says_why() {
         now(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("exactly one of its dimensions"), "{e}");
+    assert!(
+        e.to_string().contains("exactly one of its dimensions"),
+        "{e}"
+    );
     // Every valid query can be planned on events and, when eligible, on
     // any rollup that has its columns.
     assert_eq!(
