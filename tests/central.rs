@@ -336,7 +336,8 @@ pub fn rollups_match_events(db: &TestDb) -> Result<usize, String> {
     same("sessions", &from_rollup, &from_events)?;
     compared += from_rollup.lines().count();
     // The daily rollups (0008): per UTC day, `uniqHLL12` distinct counts.
-    let dimensions = "SELECT *, toStartOfDay(ts) AS day FROM events ARRAY JOIN \
+    let dimensions = "SELECT site_id, name, visitor_id, session_id, toStartOfDay(ts) AS day, \
+         dimension, value FROM events ARRAY JOIN \
          ['page', 'source', 'channel', 'utm_source', 'utm_medium', 'utm_campaign', 'country', \
          'device', 'browser', 'os'] AS dimension, [pathname, referrer_source, channel, \
          utm_source, utm_medium, utm_campaign, country, device, browser, os] AS value";
