@@ -319,7 +319,8 @@ pub fn loaded_batches(db: &TestDb) -> u64 {
 /// visits), `sessions` per (site, session, day) (visitor, start, end,
 /// pageviews, events, interactive events; not the entry and exit page,
 /// which are `argMin/argMax` over one-second times: ties make them depend
-/// on the order rows were aggregated in). Returns the number of rollup rows compared, or the first
+/// on the order rows were aggregated in), `site_daily` and
+/// `dimensions_daily` per their keys. Returns the number of rollup rows compared, or the first
 /// difference.
 pub fn rollups_match_events(db: &TestDb) -> Result<usize, String> {
     const HOURLY: [(&str, &str); 3] = [
@@ -359,6 +360,36 @@ pub fn rollups_match_events(db: &TestDb) -> Result<usize, String> {
     ))?;
     same("sessions", &from_rollup, &from_events)?;
     compared += from_rollup.lines().count();
+    // The daily rollups (0007): per UTC day, `uniqHLL12` distinct counts.
+    let dimensions = "SELECT site_id, name, visitor_id, session_id, toStartOfDay(ts) AS day, \
+         dimension, value FROM events ARRAY JOIN \
+         ['page', 'source', 'channel', 'utm_source', 'utm_medium', 'utm_campaign', 'country', \
+         'device', 'browser', 'os'] AS dimension, [pathname, referrer_source, channel, \
+         utm_source, utm_medium, utm_campaign, country, device, browser, os] AS value";
+    for (table, keys, rows) in [
+        (
+            "site_daily",
+            "site_id, day",
+            "SELECT *, toStartOfDay(ts) AS day FROM events",
+        ),
+        (
+            "dimensions_daily",
+            "site_id, day, dimension, value",
+            dimensions,
+        ),
+    ] {
+        let from_events = query(&format!(
+            "SELECT {keys}, countIf(name = 'pageview'), count(), uniqHLL12(visitor_id), \
+             uniqHLL12(session_id) FROM ({rows}) GROUP BY {keys} ORDER BY {keys} FORMAT TSV"
+        ))?;
+        let from_rollup = query(&format!(
+            "SELECT {keys}, countIfMerge(pageviews), countMerge(events), \
+             uniqHLL12Merge(visitors), uniqHLL12Merge(visits) FROM {table} \
+             GROUP BY {keys} ORDER BY {keys} FORMAT TSV"
+        ))?;
+        same(table, &from_rollup, &from_events)?;
+        compared += from_rollup.lines().count();
+    }
     Ok(compared)
 }
 

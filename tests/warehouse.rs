@@ -35,6 +35,15 @@ pub fn dump(db: &TestDb, day: u32, cond: &str) -> BTreeMap<&'static str, Vec<Str
             }
         )
     };
+    // A daily row covers the whole day: `cond` applies to its start.
+    let daily = |table: &str, keys: &str| {
+        format!(
+            "SELECT {keys}, countIfMerge(pageviews), countMerge(events), \
+             uniqHLL12Merge(visitors), uniqHLL12Merge(visits) FROM {table} \
+             WHERE toYYYYMMDD(day) = {day} AND ({}) GROUP BY {keys}",
+            cond.replace("{t}", "day")
+        )
+    };
     let sessions = format!(
         "SELECT site_id, session_id, day, anyMerge(visitor), minMerge(started_at), \
          maxMerge(ended_at), argMinMerge(entry_page), argMaxMerge(exit_page), \
@@ -63,5 +72,13 @@ pub fn dump(db: &TestDb, day: u32, cond: &str) -> BTreeMap<&'static str, Vec<Str
             ),
         ),
         ("sessions", rows(db, &sessions)),
+        ("site_daily", rows(db, &daily("site_daily", "site_id, day"))),
+        (
+            "dimensions_daily",
+            rows(
+                db,
+                &daily("dimensions_daily", "site_id, day, dimension, value"),
+            ),
+        ),
     ])
 }

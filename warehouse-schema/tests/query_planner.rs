@@ -110,13 +110,13 @@ fn known_answers_on_a_hand_made_dataset() {
 
     // Totals: visitors {1,2,3}, visits {11,21,12,31}, 5 pageviews.
     assert_eq!(
-        ask(base(json!({})), Source::SiteHourly),
+        ask(base(json!({})), Source::SiteDaily),
         vec![(vec![], vec![3, 4, 5])]
     );
     // 6 events; 5 pageviews over 4 visits.
     let q = query(base(json!({"metrics": ["events", "views_per_visit"]})));
     let r = rt.block_on(wh.query(&q, now)).unwrap();
-    assert_eq!(r.meta.source, Source::SiteHourly);
+    assert_eq!(r.meta.source, Source::SiteDaily);
     assert_eq!(
         r.results,
         vec![ResultRow {
@@ -129,7 +129,7 @@ fn known_answers_on_a_hand_made_dataset() {
     assert_eq!(
         ask(
             base(json!({"dimensions": ["event:page"]})),
-            Source::PagesHourly
+            Source::DimensionsDaily
         ),
         vec![
             (strs(&["/"]), vec![2, 3, 3]),
@@ -140,21 +140,19 @@ fn known_answers_on_a_hand_made_dataset() {
 
     // By UTC day.
     assert_eq!(
-        ask(
-            base(json!({"dimensions": ["time:day"]})),
-            Source::SiteHourly
-        ),
+        ask(base(json!({"dimensions": ["time:day"]})), Source::SiteDaily),
         vec![
             (strs(&["2026-03-01"]), vec![2, 2, 3]),
             (strs(&["2026-03-02"]), vec![2, 2, 2]),
         ]
     );
-    // By day in Tokyo (+09:00): the /docs view at 23:30Z is March 3 there,
+    // By day in Tokyo (+09:00), from events (UTC days are not Tokyo
+    // days): the /docs view at 23:30Z is March 3 there,
     // outside the range.
     assert_eq!(
         ask(
             base(json!({"dimensions": ["time:day"], "timezone": "Asia/Tokyo"})),
-            Source::SiteHourly
+            Source::Events
         ),
         vec![
             (strs(&["2026-03-01"]), vec![2, 2, 3]),
@@ -198,7 +196,7 @@ fn known_answers_on_a_hand_made_dataset() {
                 "order_by": [["event:page", "desc"]],
                 "pagination": {"limit": 1, "offset": 1},
             })),
-            Source::PagesHourly
+            Source::DimensionsDaily
         ),
         vec![(strs(&["/"]), vec![2, 3, 3])]
     );
@@ -268,7 +266,7 @@ fn known_answers_on_a_hand_made_dataset() {
     assert_eq!(
         ask(
             base(json!({"site_id": "nope", "dimensions": ["event:page"]})),
-            Source::PagesHourly
+            Source::DimensionsDaily
         ),
         vec![]
     );
@@ -295,7 +293,7 @@ fn rollup_answers_equal_events_answers_on_random_queries() {
     for (site, n) in &per_site {
         let q = query(json!({"site_id": site, "metrics": ["events"], "date_range": "all"}));
         let r = rt.block_on(wh.query(&q, now)).unwrap();
-        assert_eq!(r.meta.source, Source::SiteHourly);
+        assert_eq!(r.meta.source, Source::SiteDaily);
         assert_eq!(rows(&r), vec![(vec![], vec![*n])], "{site}");
     }
 

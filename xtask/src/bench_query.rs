@@ -2,7 +2,9 @@
 //! events, on a private ClickHouse (18.16, the Debian package).
 //!
 //! 1. **Data.** `events` is filled by `INSERT … SELECT … FROM numbers()` in
-//!    1 M-row steps, through the real materialized views (the rollups are
+//!    200 k-row steps, in time order (as events arrive: each step covers
+//!    the next 0.6 of the 30 days, so past days are not re-inserted into), through
+//!    the real materialized views (the rollups are
 //!    built exactly as the loader's inserts build them): `--sites` sites
 //!    with a skewed popularity (site index `⌊sites^u⌋`, u uniform: the top
 //!    site gets ~10 %, most sites a few hundred rows), a long tail of paths
@@ -12,12 +14,15 @@
 //!    chart, the top-10 tables, entry pages, bounce rate and visit
 //!    duration, for the busiest site and a long-tail one, `30d`), the plan
 //!    the planner chooses and the same query planned on `events` are each
-//!    run `--repeats` times through ClickHouse's HTTP interface; medians,
-//!    per-query ratio and the geometric mean.
-//! 3. **Through the API.** `central-ingest serve` with only the API on (no
-//!    result cache) takes the same query set, cycled, open loop at each
-//!    `--rates` for `--secs` s; latency is measured from each request's
-//!    scheduled time (queueing included), p50/p99 per rate.
+//!    run `--repeats` times through ClickHouse's HTTP interface; medians
+//!    of the client's wall time and of the server's own `elapsed` (from
+//!    `FORMAT JSON`), per-query ratio and the geometric mean of each.
+//! 3. **Through the API.** `central-ingest serve` with only the API on
+//!    takes the same query set, cycled, open loop at each `--rates` for
+//!    `--secs` s; latency is measured from each request's scheduled time
+//!    (queueing included), p50/p99 per rate. First with the result cache
+//!    off, then on (`--cache-secs`), with its hit rate from the API's
+//!    `hourglass_central_api_result_cache_total`.
 //!
 //! Writes `bench/results/query.{json,md}`. Must not: assert speed, touch
 //! processes it did not start, or send traffic anywhere but 127.0.0.1.
@@ -54,13 +59,19 @@ pub struct QueryArgs {
     /// Seconds at each rate.
     #[arg(long, default_value_t = 20.0)]
     secs: f64,
+    /// The API's `result_cache_secs` for the second pass (0: skip it).
+    #[arg(long, default_value_t = 10)]
+    cache_secs: u32,
     /// Use the release binaries as they are.
     #[arg(long)]
     no_build: bool,
 }
 
 const DB: &str = "bq";
-const STEP: u64 = 1_000_000;
+/// Rows per `INSERT`: the views aggregate each block in memory, and
+/// `dimensions_daily`'s needs ~3.7 GB for a 1 M-row block (the loader
+/// inserts ~50 k rows at a time).
+const STEP: u64 = 200_000;
 
 pub fn query(args: &QueryArgs) -> Result<()> {
     let rates: Vec<f64> = args
@@ -127,7 +138,14 @@ pub fn query(args: &QueryArgs) -> Result<()> {
     let mut first = 0;
     while first < args.events {
         let n = STEP.min(args.events - first);
-        sql(&generate_sql(first, n, args.sites, start_s, span_s))?;
+        sql(&generate_sql(
+            first,
+            n,
+            args.events,
+            args.sites,
+            start_s,
+            span_s,
+        ))?;
         first += n;
         eprintln!(
             "generated {first} of {} events ({:.0} s)",
@@ -183,40 +201,60 @@ pub fn query(args: &QueryArgs) -> Result<()> {
         q.site_id = site.clone();
         let chosen = plan(&q, now)?;
         let raw = plan_from(&q, Source::Events, now)?;
-        let time = |sql_text: &str| -> Result<f64> {
-            let mut ms = Vec::new();
+        // (client wall ms, server elapsed ms, rows read), medians.
+        let time = |sql_text: &str| -> Result<(f64, f64, u64)> {
+            let text = format!("{sql_text} FORMAT JSON");
+            let (mut wall, mut server, mut rows) = (Vec::new(), Vec::new(), 0);
             for _ in 0..args.repeats.max(1) {
                 let t = Instant::now();
-                http_post(&ch_db, sql_text).map_err(|e| anyhow::anyhow!("{sql_text}: {e}"))?;
-                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                let out =
+                    http_post(&ch_db, &text).map_err(|e| anyhow::anyhow!("{sql_text}: {e}"))?;
+                wall.push(t.elapsed().as_secs_f64() * 1000.0);
+                let v: Value = serde_json::from_str(&out)
+                    .with_context(|| format!("{sql_text}: not JSON: {out}"))?;
+                let stats = &v["statistics"];
+                server.push(stats["elapsed"].as_f64().unwrap_or(0.0) * 1000.0);
+                rows = stats["rows_read"].as_u64().unwrap_or(0);
             }
-            ms.sort_by(f64::total_cmp);
-            Ok(ms[ms.len() / 2])
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            Ok((median(wall), median(server), rows))
         };
-        let (rollup_ms, raw_ms) = (time(&chosen.rendered_sql())?, time(&raw.rendered_sql())?);
+        let (rollup_ms, rollup_server_ms, rollup_rows) = time(&chosen.rendered_sql())?;
+        let (raw_ms, raw_server_ms, raw_rows) = time(&raw.rendered_sql())?;
         eprintln!(
-            "{site} {name}: {} {rollup_ms:.1} ms, events {raw_ms:.1} ms ({:.1}×)",
+            "{site} {name}: {} {rollup_ms:.1} ms (server {rollup_server_ms:.1}), \
+             events {raw_ms:.1} ms (server {raw_server_ms:.1}): {:.1}× ({:.1}× server)",
             chosen.source,
-            raw_ms / rollup_ms
+            raw_ms / rollup_ms,
+            raw_server_ms / rollup_server_ms.max(0.001),
         );
         compared.push(json!({
             "site": site, "query": name, "source": chosen.source.table(),
             "rollup_ms": rollup_ms, "raw_ms": raw_ms, "speedup": raw_ms / rollup_ms,
+            "rollup_server_ms": rollup_server_ms, "raw_server_ms": raw_server_ms,
+            "speedup_server": raw_server_ms / rollup_server_ms.max(0.001),
+            "rollup_rows_read": rollup_rows, "raw_rows_read": raw_rows,
         }));
     }
-    let geomean = |pick: &dyn Fn(&Value) -> bool| {
+    let geomean_of = |field: &str, pick: &dyn Fn(&Value) -> bool| {
         let v: Vec<f64> = compared
             .iter()
             .filter(|c| pick(c))
-            .filter_map(|c| c["speedup"].as_f64())
+            .filter_map(|c| c[field].as_f64())
             .collect();
         if v.is_empty() {
             return 0.0;
         }
         (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
     };
-    let speedup_all = geomean(&|_| true);
-    let speedup_hourly = geomean(&|c| c["source"] != "sessions" && c["source"] != "events");
+    let daily = |c: &Value| c["source"] != "sessions" && c["source"] != "events";
+    let speedup_all = geomean_of("speedup", &|_| true);
+    let speedup_daily = geomean_of("speedup", &daily);
+    let server_all = geomean_of("speedup_server", &|_| true);
+    let server_daily = geomean_of("speedup_server", &daily);
 
     // 3. Through the API.
     let central = bin.join("central-ingest");
@@ -264,41 +302,56 @@ pub fn query(args: &QueryArgs) -> Result<()> {
         ])?,
         "key",
     )?;
-    let (ops, api) = (free_port()?, free_port()?);
-    let config = work.join("central.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ops_listen = \"127.0.0.1:{ops}\"\narchive_dir = \"{}\"\n\
-             [receiver]\nenabled = false\n[loader]\nenabled = false\n\
-             [api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\nresult_cache_secs = 0\n",
-            work.join("archive").display()
-        ),
-    )?;
-    let log = work.join("central.log");
-    let mut child = Command::new(&central)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env("CLICKHOUSE_URL", &ch.url)
-        .env("CLICKHOUSE_DATABASE", DB)
-        .env("RUST_LOG", "warn")
-        .stdout(log_file(&log)?)
-        .stderr(log_file(&log)?)
-        .spawn()
-        .context("starting central-ingest")?;
-    let guard = Guard(Some(child.id()));
-    wait_healthy(&mut child, ([127, 0, 0, 1], ops).into(), "/healthz", &log)?;
-    let url = format!("http://127.0.0.1:{api}/api/v1/query");
     let bodies: Vec<String> = queries.iter().map(|(_, b)| b.to_string()).collect();
     let mut loads = Vec::new();
-    for rate in &rates {
-        let r = open_loop(&url, &key, &bodies, *rate, args.secs);
-        eprintln!("API at {rate} queries/s: {r}");
-        loads.push(r);
+    let passes: Vec<u32> = if args.cache_secs > 0 {
+        vec![0, args.cache_secs]
+    } else {
+        vec![0]
+    };
+    for cache_secs in passes {
+        let (ops, api) = (free_port()?, free_port()?);
+        let config = work.join(format!("central-{cache_secs}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "ops_listen = \"127.0.0.1:{ops}\"\narchive_dir = \"{}\"\n\
+                 [receiver]\nenabled = false\n[loader]\nenabled = false\n\
+                 [api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\nresult_cache_secs = {cache_secs}\n",
+                work.join("archive").display()
+            ),
+        )?;
+        let log = work.join(format!("central-{cache_secs}.log"));
+        let mut child = Command::new(&central)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("CLICKHOUSE_URL", &ch.url)
+            .env("CLICKHOUSE_DATABASE", DB)
+            .env("RUST_LOG", "warn")
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
+            .spawn()
+            .context("starting central-ingest")?;
+        let guard = Guard(Some(child.id()));
+        wait_healthy(&mut child, ([127, 0, 0, 1], ops).into(), "/healthz", &log)?;
+        let url = format!("http://127.0.0.1:{api}/api/v1/query");
+        let metrics_url = format!("http://127.0.0.1:{ops}/metrics");
+        for rate in &rates {
+            let before = cache_counts(&metrics_url);
+            let mut r = open_loop(&url, &key, &bodies, *rate, args.secs);
+            let after = cache_counts(&metrics_url);
+            let (hits, misses) = (after.0 - before.0, after.1 - before.1);
+            r["result_cache_secs"] = json!(cache_secs);
+            r["cache_hits"] = json!(hits);
+            r["cache_misses"] = json!(misses);
+            r["cache_hit_rate"] = json!(hits as f64 / ((hits + misses).max(1)) as f64);
+            eprintln!("API at {rate} queries/s, result cache {cache_secs} s: {r}");
+            loads.push(r);
+        }
+        stop(&mut child, Signal::SIGTERM)?;
+        guard.defuse();
     }
-    stop(&mut child, Signal::SIGTERM)?;
-    guard.defuse();
 
     let results = json!({
         "command": command_line(),
@@ -319,7 +372,9 @@ pub fn query(args: &QueryArgs) -> Result<()> {
         "rollup_vs_raw": {
             "queries": compared,
             "geomean_speedup_all": speedup_all,
-            "geomean_speedup_hourly_rollups": speedup_hourly,
+            "geomean_speedup_daily_rollups": speedup_daily,
+            "geomean_speedup_server_all": server_all,
+            "geomean_speedup_server_daily_rollups": server_daily,
         },
         "api": loads,
     });
@@ -337,9 +392,10 @@ pub fn query(args: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
-/// `INSERT … SELECT` of events `first..first + n`, deterministic in the
-/// row number.
-fn generate_sql(first: u64, n: u64, sites: u64, start_s: u64, span_s: u64) -> String {
+/// `INSERT … SELECT` of events `first..first + n` of `total`,
+/// deterministic in the row number; event `i` is at `i / total` of the
+/// span (time order, one event every `span / total` seconds on average).
+fn generate_sql(first: u64, n: u64, total: u64, sites: u64, start_s: u64, span_s: u64) -> String {
     let u = |salt: u32| format!("(cityHash64(number, {salt}) % 1000000) / 1000000.");
     let pick = |salt: u32, items: &[&str]| {
         format!(
@@ -356,7 +412,7 @@ fn generate_sql(first: u64, n: u64, sites: u64, start_s: u64, span_s: u64) -> St
         "INSERT INTO {DB}.events (ts, received_at, site_id, name, visitor_id, session_id, \
          hostname, pathname, referrer_source, channel, utm_source, country, device, browser, \
          os, interactive, hit_index, batch_id, plugin_set) \
-         SELECT toDateTime({start_s} + cityHash64(number, 1) % {span_s}) AS t, t, \
+         SELECT toDateTime({start_s} + intDiv(number * {span_s}, {total})) AS t, t, \
          concat('site-', toString(toUInt32(floor(pow({sites}, {site_u})) - 1))) AS s, \
          if(cityHash64(number, 3) % 10 = 0, 'signup', 'pageview'), \
          cityHash64(number, 4) % 2000000 AS v, v * 8 + cityHash64(number, 5) % 8, \
@@ -510,7 +566,8 @@ fn markdown(r: &Value) -> String {
         "# merchant queries: rollups vs raw events, and the API under load\n\n\
          `{}` — {}, commit {}, {} cores shared with other work (load average before: {}; after: {}), ClickHouse {}; {} events over 30 days, {} sites (queried: {}).\n\n\
          ## Rollup vs raw (median of {} runs each, straight to ClickHouse)\n\n\
-         | site | query | source | source ms | events ms | speedup |\n|---|---|---|---:|---:|---:|\n",
+         Client ms: wall time of the HTTP request; server ms: ClickHouse's own `elapsed`.\n\n\
+         | site | query | source | source ms | events ms | speedup | source server ms | events server ms | server speedup | rows read (source / events) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         r["command"].as_str().unwrap_or_default(),
         c["date_utc"].as_str().unwrap_or_default(),
         c["git_commit"].as_str().unwrap_or_default(),
@@ -535,29 +592,39 @@ fn markdown(r: &Value) -> String {
     );
     for q in rr["queries"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1}× |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1}× | {:.1} | {:.1} | {:.1}× | {} / {} |\n",
             q["site"].as_str().unwrap_or_default(),
             q["query"].as_str().unwrap_or_default(),
             q["source"].as_str().unwrap_or_default(),
             num(&q["rollup_ms"]),
             num(&q["raw_ms"]),
             num(&q["speedup"]),
+            num(&q["rollup_server_ms"]),
+            num(&q["raw_server_ms"]),
+            num(&q["speedup_server"]),
+            q["rollup_rows_read"],
+            q["raw_rows_read"],
         ));
     }
     s.push_str(&format!(
-        "\nGeometric mean speedup: **{:.1}×** over the whole set (target ≥ 10×); {:.1}× over the queries the hourly rollups answer.\n\n\
+        "\nGeometric mean speedup, client wall time: **{:.1}×** over the whole set (target ≥ 10×); {:.1}× over the queries the daily rollups answer.\n\
+         Server time: **{:.1}×** over the whole set; {:.1}× over the daily rollups' queries.\n\n\
          ## Through the API (open loop, the set cycled, latency from each request's due time)\n\n\
-         | offered q/s | achieved q/s | ok | errors | p50 ms | p90 ms | p99 ms | max ms | target |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | result cache s | offered q/s | achieved q/s | ok | errors | cache hit rate | p50 ms | p90 ms | p99 ms | max ms | target |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         num(&rr["geomean_speedup_all"]),
-        num(&rr["geomean_speedup_hourly_rollups"]),
+        num(&rr["geomean_speedup_daily_rollups"]),
+        num(&rr["geomean_speedup_server_all"]),
+        num(&rr["geomean_speedup_server_daily_rollups"]),
     ));
     for l in r["api"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "| {:.0} | {:.1} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |\n",
+            "| {} | {:.0} | {:.1} | {} | {} | {:.0} % | {:.0} | {:.0} | {:.0} | {:.0} | {} |\n",
+            l["result_cache_secs"],
             num(&l["rate"]),
             num(&l["achieved_qps"]),
             l["ok"],
             l["errors"],
+            num(&l["cache_hit_rate"]) * 100.0,
             num(&l["p50_ms"]),
             num(&l["p90_ms"]),
             num(&l["p99_ms"]),
@@ -570,4 +637,21 @@ fn markdown(r: &Value) -> String {
         ));
     }
     s
+}
+
+/// (hits, misses) of the API's result cache so far, from its metrics
+/// (zeros when the page cannot be read).
+fn cache_counts(metrics_url: &str) -> (u64, u64) {
+    let Ok(mut r) = ureq::get(metrics_url).call() else {
+        return (0, 0);
+    };
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let count = |outcome: &str| {
+        let prefix = format!("hourglass_central_api_result_cache_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    (count("hit"), count("miss"))
 }

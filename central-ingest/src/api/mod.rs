@@ -15,7 +15,8 @@
 //! Keys are resolved through a short in-memory cache and rate-limited per
 //! key ([`keys`]); answers are reused for the same query for
 //! `result_cache_secs` (the rate limit still counts them); every answer is counted in
-//! `hourglass_central_api_requests_total{status}`.
+//! `hourglass_central_api_requests_total{status}`, and query answers in
+//! `hourglass_central_api_result_cache_total{outcome="hit"|"miss"}`.
 
 pub mod admin;
 mod goals;
@@ -68,6 +69,8 @@ pub struct Api {
     results: ResultCache,
     requests: IntCounterVec,
     plugins: Option<Arc<crate::registry::PluginRegistry>>,
+    /// Query answers by `outcome`: `hit` (from the result cache), `miss`.
+    result_cache: IntCounterVec,
 }
 
 impl Api {
@@ -87,6 +90,12 @@ impl Api {
                 "status",
             ),
             plugins: None,
+            result_cache: hourglass_svc::metrics::counter_vec(
+                registry,
+                "hourglass_central_api_result_cache_total",
+                "Query answers taken from the result cache (hit) or computed (miss).",
+                "outcome",
+            ),
         }
     }
 
@@ -275,8 +284,10 @@ impl Api {
             query.goals
         );
         if let Some(hit) = self.results.get(&cache_key) {
+            self.result_cache.with_label_values(&["hit"]).inc();
             return body(StatusCode::OK, "application/json", hit);
         }
+        self.result_cache.with_label_values(&["miss"]).inc();
         match self.warehouse.query(&query, SystemTime::now()).await {
             Ok(result) => {
                 query.site_id = domain.to_owned();

@@ -50,8 +50,9 @@ pub struct LoadStatus {
 
 /// The rollups fed by materialized views on `events`, with the `SELECT`
 /// each view runs, so a day can be rebuilt exactly as the views build it.
-/// Must match `warehouse-schema`'s `0002_rollups.sql` and `0003_sessions.sql`.
-pub(crate) const ROLLUPS: [(&str, &str); 4] = [
+/// Must match `warehouse-schema`'s `0002_rollups.sql`, `0003_sessions.sql`
+/// and `0007_daily_rollups.sql`.
+pub(crate) const ROLLUPS: [(&str, &str); 6] = [
     (
         "site_hourly",
         "SELECT site_id, toStartOfHour(ts) AS hour, \
@@ -89,6 +90,24 @@ pub(crate) const ROLLUPS: [(&str, &str); 4] = [
          argMinState(country, ts) AS entry_country, argMinState(device, ts) AS entry_device, \
          argMinState(browser, ts) AS entry_browser, argMinState(os, ts) AS entry_os \
          FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, session_id, day",
+    ),
+    (
+        "site_daily",
+        "SELECT site_id, toStartOfDay(ts) AS day, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         uniqHLL12State(visitor_id) AS visitors, uniqHLL12State(session_id) AS visits \
+         FROM events WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, day",
+    ),
+    (
+        "dimensions_daily",
+        "SELECT site_id, toStartOfDay(ts) AS day, dimension, value, \
+         countIfState(name = 'pageview') AS pageviews, countState() AS events, \
+         uniqHLL12State(visitor_id) AS visitors, uniqHLL12State(session_id) AS visits \
+         FROM events ARRAY JOIN ['page', 'source', 'channel', 'utm_source', 'utm_medium', \
+         'utm_campaign', 'country', 'device', 'browser', 'os'] AS dimension, \
+         [pathname, referrer_source, channel, utm_source, utm_medium, utm_campaign, country, \
+         device, browser, os] AS value \
+         WHERE toYYYYMMDD(ts) = ? GROUP BY site_id, day, dimension, value",
     ),
 ];
 

@@ -20,12 +20,14 @@ use crate::{LoadStatus, Warehouse, WarehouseError};
 /// Every table whose day partition a reprocess swaps: `events` first,
 /// then each rollup fed from it by a materialized view (the same tables as
 /// the loader's rollup rebuild, in `loads.rs`).
-pub const DAY_TABLES: [&str; 5] = [
+pub const DAY_TABLES: [&str; 7] = [
     "events",
     "site_hourly",
     "pages_hourly",
     "sources_hourly",
     "sessions",
+    "site_daily",
+    "dimensions_daily",
 ];
 
 /// A day partition's headline numbers, for before/after summaries.

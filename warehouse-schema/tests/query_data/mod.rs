@@ -239,8 +239,8 @@ type Leaf = (usize, usize, Vec<usize>);
 /// a valid query. Plain indices, so proptest shrinks them toward 0.
 #[derive(Debug, Clone)]
 pub struct Choices {
-    /// 0: time only, 1: pages attributes, 2: sources attributes, 3: any
-    /// per-event attribute; 4 and 5: a session query.
+    /// 0: time only, 1: pages attributes, 2: one sources attribute, 3:
+    /// any per-event attributes; 4 and 5: a session query.
     family: usize,
     site: usize,
     metrics: Vec<&'static str>,
@@ -313,7 +313,8 @@ pub fn to_query(c: &Choices) -> Query {
     let pool: Vec<&str> = match c.family {
         0 => vec![],
         1 => PAGES_FAMILY.to_vec(),
-        2 => SOURCES_FAMILY.to_vec(),
+        // One attribute (what `dimensions_daily` answers).
+        2 => vec![SOURCES_FAMILY[c.limit as usize % SOURCES_FAMILY.len()]],
         3 => [PAGES_FAMILY, SOURCES_FAMILY, EVENTS_ONLY].concat(),
         _ => SESSION_FAMILY.to_vec(),
     };
@@ -329,8 +330,9 @@ pub fn to_query(c: &Choices) -> Query {
     if metrics.is_empty() {
         metrics.push("visitors");
     }
-    // Session queries read `sessions` over whole UTC days only: favour UTC.
-    let zone = if per_session && c.zone.is_multiple_of(2) {
+    // Session queries and the daily rollups need whole UTC days (and
+    // rollups UTC buckets): favour UTC.
+    let zone = if c.family != 3 && c.zone.is_multiple_of(2) {
         "UTC"
     } else {
         ZONES[c.zone]

@@ -4,20 +4,25 @@
 //! and run ([`Warehouse::query`](crate::Warehouse::query)).
 //!
 //! Which table answers:
-//! - `site_hourly` when the query groups and filters on nothing but time;
-//! - `pages_hourly` when the only other dimension used is `event:page`;
-//! - `sources_hourly` when only `visit:source|channel|utm_source|
-//!   utm_medium|utm_campaign|country|device|browser|os` are used;
+//! - `site_daily` when the query groups and filters on nothing but time;
+//! - `dimensions_daily` when it groups and/or filters on exactly one of
+//!   `event:page`, `visit:source|channel|utm_source|utm_medium|
+//!   utm_campaign|country|device|browser|os` (and time);
 //! - `events` otherwise (`event:name`, `visit:referrer|region|city`,
-//!   `event:props:*`, mixes of page and source attributes), and whenever
-//!   the range is not a union of whole UTC hours in the query's zone (a
-//!   zone with a non-hour offset such as Asia/Kolkata anywhere in the
-//!   range, or a datetime range that starts or ends mid-hour).
+//!   `event:props:*`, two attributes at once), and whenever the range is
+//!   not whole UTC days or a time bucket is not a UTC day, week or month
+//!   (`time:hour`, or any zone other than UTC).
+//!
+//! The 0002 hourly rollups (`site_hourly`, `pages_hourly`,
+//! `sources_hourly`) are not read: measured on 10 M events they were
+//! slower than `events` (bench/results/query.md).
 //!
 //! A rollup answer equals the `events` answer exactly: every rollup key
-//! is an `events` column, the time buckets are unions of the rollups'
-//! UTC hours, and `uniq` states merge into the same sketch `uniq` builds
-//! (exact below 65,536 distinct values per group). The property test in
+//! is an `events` column (each event has one row per dimension in
+//! `dimensions_daily`), the time buckets are unions of the rollups' UTC
+//! days, and distinct counts are `uniqHLL12` everywhere, whose merged
+//! states equal the state built from the rows (exact up to 16 distinct
+//! values per group, within a few percent above). The property test in
 //! `warehouse-schema/tests/` checks this on random queries.
 //!
 //! Session queries — those asking for `bounce_rate` or `visit_duration`
@@ -35,7 +40,7 @@
 //!   in whole seconds, both rounded half up in integer arithmetic.
 //!
 //! Outside session queries, `visit:*` attributes are those stamped on each
-//! event (what the hourly rollups are keyed by), so "visitors by
+//! event (what the rollups are keyed by), so "visitors by
 //! visit:source" can differ between a query with and without
 //! `bounce_rate`.
 //!

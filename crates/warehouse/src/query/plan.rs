@@ -20,12 +20,11 @@ use super::validate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// Per-site hourly totals.
-    SiteHourly,
-    /// Hourly, per hostname and pathname.
-    PagesHourly,
-    /// Hourly, per source, channel, UTM, country, device, browser, OS.
-    SourcesHourly,
+    /// Per-site totals per UTC day.
+    SiteDaily,
+    /// Per UTC day, one dimension (`event:page` or a `visit:*` attribute
+    /// of [`Source::DimensionsDaily`]'s list) and its value.
+    DimensionsDaily,
     /// Raw events: answers every supported query.
     Events,
     /// Per (session, UTC day) aggregates: answers bounce rate, visit
@@ -33,30 +32,47 @@ pub enum Source {
     Sessions,
 }
 
+/// The attributes `dimensions_daily` holds, by the name in its
+/// `dimension` column (must match `0007_daily_rollups.sql`).
+const DAILY_DIMENSIONS: [(Attribute, &str); 10] = [
+    (Attribute::EventPage, "page"),
+    (Attribute::Source, "source"),
+    (Attribute::Channel, "channel"),
+    (Attribute::UtmSource, "utm_source"),
+    (Attribute::UtmMedium, "utm_medium"),
+    (Attribute::UtmCampaign, "utm_campaign"),
+    (Attribute::Country, "country"),
+    (Attribute::Device, "device"),
+    (Attribute::Browser, "browser"),
+    (Attribute::Os, "os"),
+];
+
+fn daily_dimension(a: Attribute) -> Option<&'static str> {
+    DAILY_DIMENSIONS
+        .iter()
+        .find(|(x, _)| *x == a)
+        .map(|(_, name)| *name)
+}
+
 impl Source {
-    pub const ALL: [Source; 5] = [
-        Source::SiteHourly,
-        Source::PagesHourly,
-        Source::SourcesHourly,
+    pub const ALL: [Source; 4] = [
+        Source::SiteDaily,
+        Source::DimensionsDaily,
         Source::Events,
         Source::Sessions,
     ];
 
     pub fn table(self) -> &'static str {
         match self {
-            Source::SiteHourly => "site_hourly",
-            Source::PagesHourly => "pages_hourly",
-            Source::SourcesHourly => "sources_hourly",
+            Source::SiteDaily => "site_daily",
+            Source::DimensionsDaily => "dimensions_daily",
             Source::Events => "events",
             Source::Sessions => "sessions",
         }
     }
 
     fn is_rollup(self) -> bool {
-        matches!(
-            self,
-            Source::SiteHourly | Source::PagesHourly | Source::SourcesHourly
-        )
+        matches!(self, Source::SiteDaily | Source::DimensionsDaily)
     }
 
     /// The column of this source that holds `attribute`, if it has one.
@@ -78,29 +94,16 @@ impl Source {
             Attribute::Os => "os",
             Attribute::EntryPage | Attribute::ExitPage => return None,
         };
-        let present = match self {
-            Source::Events => true,
-            Source::SiteHourly | Source::Sessions => false,
-            Source::PagesHourly => attribute == Attribute::EventPage,
-            Source::SourcesHourly => matches!(
-                attribute,
-                Attribute::Source
-                    | Attribute::Channel
-                    | Attribute::UtmSource
-                    | Attribute::UtmMedium
-                    | Attribute::UtmCampaign
-                    | Attribute::Country
-                    | Attribute::Device
-                    | Attribute::Browser
-                    | Attribute::Os
-            ),
-        };
-        present.then_some(events)
+        match self {
+            Source::Events => Some(events),
+            Source::SiteDaily | Source::Sessions => None,
+            Source::DimensionsDaily => daily_dimension(attribute).map(|_| "value"),
+        }
     }
 
-    /// The column holding the event time (rollups: the UTC hour).
+    /// The column holding the event time (rollups: the UTC day start).
     fn time_column(self) -> &'static str {
-        if self.is_rollup() { "hour" } else { "ts" }
+        if self.is_rollup() { "day" } else { "ts" }
     }
 }
 
@@ -143,11 +146,10 @@ pub struct Plan {
 }
 
 /// Validates `query` and plans it on the cheapest source that answers it
-/// exactly: `site_hourly` when nothing but time is grouped or filtered on,
-/// else `pages_hourly` when only `event:page` is, else `sources_hourly`
-/// when only its attributes are, else `events`. Rollups are used only
-/// when the range is aligned to UTC hours and the zone has whole-hour
-/// offsets throughout it (see [`Window`](super::window::Window)).
+/// exactly: `site_daily` when nothing but time is grouped or filtered on,
+/// else `dimensions_daily` when one of its attributes is (alone), else
+/// `events`. The daily rollups are used only when the range is whole UTC
+/// days and any time bucket is a day, week or month in UTC.
 /// Session queries (bounce rate, visit duration, entry/exit pages) read
 /// `sessions` when the range is whole UTC days, else `events`.
 pub fn plan(query: &Query, now: SystemTime) -> Result<Plan, QueryError> {
@@ -174,11 +176,7 @@ fn choose(q: &ValidQuery) -> Source {
     let candidates: &[Source] = if q.per_session {
         &[Source::Sessions]
     } else {
-        &[
-            Source::SiteHourly,
-            Source::PagesHourly,
-            Source::SourcesHourly,
-        ]
+        &[Source::SiteDaily, Source::DimensionsDaily]
     };
     candidates
         .iter()
@@ -209,25 +207,62 @@ fn can_answer(q: &ValidQuery, source: Source) -> Result<(), String> {
                 .into(),
         );
     }
-    if source.is_rollup() && !q.window.hour_aligned {
-        return Err(format!(
-            "the range is not a union of whole UTC hours in {} (rollups are hourly, in UTC)",
-            q.timezone_name
-        ));
+    if source.is_rollup() && !q.window.utc_days() {
+        return Err("the range is not whole UTC days (the rollups are per UTC day)".into());
     }
     let mut used: Vec<&Dimension> = q.dimensions.iter().collect();
     q.filters.iter().for_each(|f| f.dimensions(&mut used));
-    for d in used {
+    for d in &used {
         let ok = match d {
-            Dimension::Time(_) => true,
+            Dimension::Time(TimeGrain::Hour) => !source.is_rollup(),
+            // A UTC day falls in one local day (week, month) only in UTC.
+            Dimension::Time(_) => !source.is_rollup() || utc_zone(q),
             Dimension::Attribute(a) => source.column(*a).is_some(),
             Dimension::Prop(_) | Dimension::Goal => source == Source::Events,
         };
         if !ok {
-            return Err(format!("it has no column for {}", query_name(d)));
+            return Err(match d {
+                Dimension::Time(_) => format!(
+                    "its rows are UTC days: they answer time:day|week|month in UTC only, not {} in {}",
+                    query_name(d),
+                    q.timezone_name
+                ),
+                _ => format!("it has no column for {}", query_name(d)),
+            });
         }
     }
+    if source == Source::DimensionsDaily && daily_attribute(q).is_none() {
+        return Err("it answers queries on exactly one of its dimensions".into());
+    }
     Ok(())
+}
+
+/// Whether the query's zone is UTC (a fixed zero offset).
+fn utc_zone(q: &ValidQuery) -> bool {
+    q.timezone
+        .to_fixed_offset()
+        .is_ok_and(|o| o == jiff::tz::Offset::UTC)
+}
+
+/// The one attribute a query groups or filters on, when it is one that
+/// `dimensions_daily` holds and the query uses no other.
+fn daily_attribute(q: &ValidQuery) -> Option<Attribute> {
+    let mut used: Vec<&Dimension> = q.dimensions.iter().collect();
+    q.filters.iter().for_each(|f| f.dimensions(&mut used));
+    let mut found = None;
+    for d in used {
+        match d {
+            Dimension::Time(_) => {}
+            Dimension::Attribute(a) if daily_dimension(*a).is_some() => {
+                if found.is_some_and(|f| f != *a) {
+                    return None;
+                }
+                found = Some(*a);
+            }
+            _ => return None,
+        }
+    }
+    found
 }
 
 /// SQL text and its binds, built left to right so the binds stay in the
@@ -525,6 +560,13 @@ fn range_condition(sql: &mut Sql, q: &ValidQuery, source: Source) {
         sql.bind(Bind::U16(end));
         sql.push(")");
     } else {
+        if source == Source::DimensionsDaily {
+            let name = daily_attribute(q)
+                .and_then(daily_dimension)
+                .expect("can_answer checked the query uses one daily dimension");
+            sql.push(" AND dimension = ");
+            sql.bind(Bind::Str(name.to_owned()));
+        }
         let time = source.time_column();
         sql.push(&format!(" AND {time} >= toDateTime("));
         sql.bind(Bind::U32(q.window.from));
@@ -669,7 +711,7 @@ fn goal_filter(sql: &mut Sql, q: &ValidQuery, op: FilterOp, values: &[String]) {
 /// percent to 2 decimals, rounded half up in integers.
 fn conversion_rate(sql: &mut Sql, q: &ValidQuery) {
     let total = |sql: &mut Sql| {
-        sql.push("(SELECT uniq(visitor_id) FROM events");
+        sql.push("(SELECT uniqHLL12(visitor_id) FROM events");
         range_condition(sql, q, Source::Events);
         for f in &q.filters {
             let mut dims = Vec::new();
@@ -682,7 +724,7 @@ fn conversion_rate(sql: &mut Sql, q: &ValidQuery) {
         }
         sql.push(")");
     };
-    sql.push("intDiv(uniq(visitor_id) * 20000 + ");
+    sql.push("intDiv(uniqHLL12(visitor_id) * 20000 + ");
     total(sql);
     sql.push(", greatest(");
     total(sql);
@@ -693,18 +735,20 @@ fn conversion_rate(sql: &mut Sql, q: &ValidQuery) {
 /// 5 / 8 to 0.62 on 18.16 and to 0.63 on current servers. A divisor is
 /// `greatest(n, 1)` rather than an `if`, which evaluates both branches
 /// (and fails on a division by zero); the dividend is 0 whenever n is.
+/// Distinct counts are `uniqHLL12` on every source, so rollups (which
+/// merge its states) and `events` give the same numbers.
 fn metric_expr(rows: Rows, m: Metric) -> String {
     let rollup = matches!(rows, Rows::Table(s) if s.is_rollup());
     let (pageviews, visits) = match rows {
         Rows::Sessions => ("sum(s_pv)", "count()"),
-        _ if rollup => ("countIfMerge(pageviews)", "uniqMerge(visits)"),
-        _ => ("countIf(name = 'pageview')", "uniq(session_id)"),
+        _ if rollup => ("countIfMerge(pageviews)", "uniqHLL12Merge(visits)"),
+        _ => ("countIf(name = 'pageview')", "uniqHLL12(session_id)"),
     };
     match m {
         Metric::Visitors => match rows {
-            Rows::Sessions => "uniq(s_visitor)",
-            _ if rollup => "uniqMerge(visitors)",
-            _ => "uniq(visitor_id)",
+            Rows::Sessions => "uniqHLL12(s_visitor)",
+            _ if rollup => "uniqHLL12Merge(visitors)",
+            _ => "uniqHLL12(visitor_id)",
         }
         .to_owned(),
         Metric::Visits => visits.to_owned(),

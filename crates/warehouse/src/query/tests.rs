@@ -163,30 +163,44 @@ fn unknown_fields_are_rejected_by_serde() {
 #[test]
 fn the_cheapest_exact_source_is_chosen() {
     let cases: &[(Value, Source)] = &[
-        (json!({}), Source::SiteHourly),
+        (json!({}), Source::SiteDaily),
         (
             json!({"metrics": ["visitors", "visits", "pageviews", "events", "views_per_visit"], "dimensions": ["time:day"]}),
-            Source::SiteHourly,
+            Source::SiteDaily,
         ),
+        (
+            json!({"dimensions": ["time:month"], "date_range": "all"}),
+            Source::SiteDaily,
+        ),
+        // UTC days are not local days, weeks or hours elsewhere.
         (
             json!({"dimensions": ["time:week"], "timezone": "America/New_York"}),
-            Source::SiteHourly,
+            Source::Events,
         ),
-        (json!({"dimensions": ["event:page"]}), Source::PagesHourly),
+        (json!({"dimensions": ["time:hour"]}), Source::Events),
         (
-            json!({"dimensions": ["time:hour"], "filters": [["contains", "event:page", ["/blog"]]]}),
-            Source::PagesHourly,
+            json!({"dimensions": ["event:page"]}),
+            Source::DimensionsDaily,
         ),
         (
-            json!({"dimensions": ["visit:source", "visit:device"], "filters": [["not", ["is", "visit:country", ["US"]]]]}),
-            Source::SourcesHourly,
+            json!({"dimensions": ["time:day"], "filters": [["contains", "event:page", ["/blog"]]]}),
+            Source::DimensionsDaily,
+        ),
+        (
+            json!({"dimensions": ["visit:source"], "filters": [["not", ["is", "visit:source", ["Google"]]]]}),
+            Source::DimensionsDaily,
         ),
         (
             json!({"dimensions": ["visit:utm_campaign", "time:month"]}),
-            Source::SourcesHourly,
+            Source::DimensionsDaily,
+        ),
+        // Two attributes: no rollup has both.
+        (
+            json!({"dimensions": ["visit:source", "visit:device"]}),
+            Source::Events,
         ),
         (
-            json!({"dimensions": ["event:page", "visit:source"]}),
+            json!({"dimensions": ["event:page"], "filters": [["is", "visit:country", ["US"]]]}),
             Source::Events,
         ),
         (json!({"dimensions": ["event:name"]}), Source::Events),
@@ -199,12 +213,12 @@ fn the_cheapest_exact_source_is_chosen() {
         (json!({"dimensions": ["event:props:plan"]}), Source::Events),
         (json!({"timezone": "Asia/Kolkata"}), Source::Events),
         (
-            json!({"date_range": ["2026-03-01T10:30:00", "2026-03-01T12:59:59"]}),
+            json!({"date_range": ["2026-03-01T10:00:00", "2026-03-01T12:59:59"]}),
             Source::Events,
         ),
         (
-            json!({"date_range": ["2026-03-01T10:00:00", "2026-03-01T12:59:59"]}),
-            Source::SiteHourly,
+            json!({"date_range": ["2026-03-01T00:00:00", "2026-03-02T23:59:59"]}),
+            Source::SiteDaily,
         ),
         // Session queries: `sessions` over whole UTC days, else events.
         (
@@ -236,12 +250,7 @@ fn the_cheapest_exact_source_is_chosen() {
 #[test]
 fn forcing_a_source_that_cannot_answer_says_why() {
     let q = query(json!({"dimensions": ["event:name"]}));
-    for s in [
-        Source::SiteHourly,
-        Source::PagesHourly,
-        Source::SourcesHourly,
-        Source::Sessions,
-    ] {
+    for s in [Source::SiteDaily, Source::DimensionsDaily, Source::Sessions] {
         assert!(
             matches!(
                 plan_from(&q, s, now()),
@@ -252,12 +261,26 @@ fn forcing_a_source_that_cannot_answer_says_why() {
     }
     let e = plan_from(
         &query(json!({"timezone": "Asia/Kolkata"})),
-        Source::SiteHourly,
+        Source::SiteDaily,
+        now(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not whole UTC days"), "{e}");
+    let e = plan_from(
+        &query(json!({"dimensions": ["time:hour"]})),
+        Source::SiteDaily,
+        now(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not time:hour in UTC"), "{e}");
+    let e = plan_from(
+        &query(json!({"dimensions": ["visit:os", "visit:browser"]})),
+        Source::DimensionsDaily,
         now(),
     )
     .unwrap_err();
     assert!(
-        e.to_string().contains("whole UTC hours in Asia/Kolkata"),
+        e.to_string().contains("exactly one of its dimensions"),
         "{e}"
     );
     // Every valid query can be planned on events and, when eligible, on
@@ -267,21 +290,14 @@ fn forcing_a_source_that_cannot_answer_says_why() {
         Source::Events
     );
     let q = query(json!({"dimensions": ["time:day"]}));
-    for s in [
-        Source::SiteHourly,
-        Source::PagesHourly,
-        Source::SourcesHourly,
-        Source::Events,
-    ] {
+    for s in [Source::SiteDaily, Source::Events] {
         assert_eq!(plan_from(&q, s, now()).unwrap().source, s);
     }
+    // A time-only query has no dimension for dimensions_daily to pick.
+    assert!(plan_from(&q, Source::DimensionsDaily, now()).is_err());
     // Session queries: only sessions and events.
     let q = query(json!({"metrics": ["bounce_rate"]}));
-    for s in [
-        Source::SiteHourly,
-        Source::PagesHourly,
-        Source::SourcesHourly,
-    ] {
+    for s in [Source::SiteDaily, Source::DimensionsDaily] {
         assert!(plan_from(&q, s, now()).is_err(), "{s}");
     }
     assert!(plan_from(&query(json!({})), Source::Sessions, now()).is_err());
@@ -307,7 +323,7 @@ fn values_are_bound_never_formatted() {
     assert_eq!(
         p.sql,
         "SELECT props.value[indexOf(props.key, ?)] AS d0, toUInt32(toStartOfHour(ts, ?)) AS d1, \
-         uniq(visitor_id) AS m0 FROM events WHERE site_id = ? AND ts >= toDateTime(?) AND ts < toDateTime(?) \
+         uniqHLL12(visitor_id) AS m0 FROM events WHERE site_id = ? AND ts >= toDateTime(?) AND ts < toDateTime(?) \
          AND ((match(pathname, ?)) OR os NOT IN (?, ?)) GROUP BY d0, d1 \
          ORDER BY d1 ASC, d0 ASC LIMIT ?, ?"
     );
@@ -333,20 +349,22 @@ fn values_are_bound_never_formatted() {
 fn rollup_sql_merges_states_and_orders_deterministically() {
     let q = query(json!({
         "metrics": ["pageviews", "views_per_visit"],
-        "dimensions": ["visit:channel", "visit:country"],
-        "filters": [["contains", "visit:utm_campaign", ["spring", "launch"]]],
-        "order_by": [["visit:country", "desc"]],
+        "dimensions": ["visit:channel", "time:day"],
+        "filters": [["contains", "visit:channel", ["Search", "Social"]]],
+        "order_by": [["visit:channel", "desc"]],
     }));
     let p = plan(&q, now()).unwrap();
-    assert_eq!(p.source, Source::SourcesHourly);
+    assert_eq!(p.source, Source::DimensionsDaily);
     assert_eq!(
         p.sql,
-        "SELECT channel AS d0, country AS d1, countIfMerge(pageviews) AS m0, \
-         intDiv(countIfMerge(pageviews) * 200 + uniqMerge(visits), greatest(uniqMerge(visits), 1) * 2) / 100 AS m1 \
-         FROM sources_hourly WHERE site_id = ? AND hour >= toDateTime(?) AND hour < toDateTime(?) \
-         AND (position(utm_campaign, ?) > 0 OR position(utm_campaign, ?) > 0) GROUP BY d0, d1 \
-         ORDER BY d1 DESC, m0 DESC, d0 ASC LIMIT ?, ?"
+        "SELECT value AS d0, toDate(day, ?) AS d1, countIfMerge(pageviews) AS m0, \
+         intDiv(countIfMerge(pageviews) * 200 + uniqHLL12Merge(visits), greatest(uniqHLL12Merge(visits), 1) * 2) / 100 AS m1 \
+         FROM dimensions_daily WHERE site_id = ? AND dimension = ? AND day >= toDateTime(?) AND day < toDateTime(?) \
+         AND (position(value, ?) > 0 OR position(value, ?) > 0) GROUP BY d0, d1 \
+         ORDER BY d0 DESC, d1 ASC LIMIT ?, ?"
     );
+    assert_eq!(p.binds[1], Bind::Str("s1".into()));
+    assert_eq!(p.binds[2], Bind::Str("channel".into()));
     assert_eq!(p.columns.len(), 4);
     assert_eq!(p.columns[3], Column::Metric(Metric::ViewsPerVisit));
     assert_eq!(p.dimension_count, 2);
@@ -358,7 +376,7 @@ fn rendered_sql_inlines_escaped_values() {
     let p = plan(&q, now()).unwrap();
     let sql = p.rendered_sql();
     assert!(sql.contains("site_id = 'it\\'s'"), "{sql}");
-    assert!(sql.contains("pathname IN ('/a?b')"), "{sql}");
+    assert!(sql.contains("value IN ('/a?b')"), "{sql}");
     assert!(sql.ends_with("LIMIT 0, 10000"), "{sql}");
 }
 
