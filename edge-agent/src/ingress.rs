@@ -259,13 +259,24 @@ impl Ingress {
     }
 
     /// Periodic upkeep: forget idle sessions and rate-limit keys.
-    pub fn sweep(&self) {
+    /// Forgets rate-limiter state of quiet clients (a scan of the limiter's
+    /// sharded maps).
+    pub fn sweep_limits(&self) {
         self.limits.sweep();
+    }
+
+    /// Forgets timed-out sessions, a bounded number per lock so requests
+    /// never wait behind a sweep of the whole table.
+    pub fn sweep_sessions(&self) {
+        const PER_LOCK: usize = 4096;
         let now = (self.now_ms)();
-        self.sessions
+        while self
+            .sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sweep(now);
+            .sweep(now, PER_LOCK)
+            == PER_LOCK
+        {}
     }
 
     fn busy(&self) -> Resp {

@@ -207,10 +207,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         let ingress = ingress.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut sessions = tokio::time::interval(Duration::from_secs(1));
+            let mut limits = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => ingress.sweep(),
+                    _ = sessions.tick() => ingress.sweep_sessions(),
+                    _ = limits.tick() => ingress.sweep_limits(),
                     () = shutdown.cancelled() => return,
                 }
             }

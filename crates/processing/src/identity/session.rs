@@ -102,15 +102,33 @@ impl SessionTable {
         session_id
     }
 
-    /// Forgets sessions with no event in the [`SESSION_TIMEOUT_MS`] before
-    /// `now_ms`; returns how many.
-    pub fn sweep(&mut self, now_ms: i64) -> usize {
-        let before = self.entries.len();
+    /// Forgets up to `max` sessions with no event in the
+    /// [`SESSION_TIMEOUT_MS`] before `now_ms`, least recently seen first;
+    /// returns how many. It stops at the first session still open, so a
+    /// call costs what it removes, not the size of the table, and the edge
+    /// can call it often under its lock without stalling requests. (A
+    /// session last touched by a late event keeps its place in the recency
+    /// order and goes when it reaches the front, or by eviction.)
+    pub fn sweep(&mut self, now_ms: i64, max: usize) -> usize {
         let cutoff = now_ms.saturating_sub(SESSION_TIMEOUT_MS);
-        self.entries.retain(|_, slot| slot.last_seen_ms >= cutoff);
-        let entries = &self.entries;
-        self.recency.retain(|_, key| entries.contains_key(key));
-        before - self.entries.len()
+        let mut removed = 0;
+        while removed < max {
+            let Some(entry) = self.recency.first_entry() else {
+                break;
+            };
+            let key = *entry.get();
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|slot| slot.last_seen_ms >= cutoff)
+            {
+                break;
+            }
+            entry.remove();
+            self.entries.remove(&key);
+            removed += 1;
+        }
+        removed
     }
 
     /// Open sessions held.
@@ -231,11 +249,25 @@ mod tests {
         let mut t = SessionTable::new(100);
         t.session_id("s", 1, T0);
         t.session_id("s", 2, T0 + 20 * MIN);
-        assert_eq!(t.sweep(T0 + 30 * MIN), 0);
-        assert_eq!(t.sweep(T0 + 31 * MIN), 1);
+        assert_eq!(t.sweep(T0 + 30 * MIN, 10), 0);
+        assert_eq!(t.sweep(T0 + 31 * MIN, 10), 1);
         assert_eq!(t.len(), 1);
         assert_eq!(t.recency.len(), 1);
-        assert_eq!(t.sweep(T0 + 120 * MIN), 1);
+        assert_eq!(t.sweep(T0 + 120 * MIN, 10), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn sweep_removes_at_most_max_and_stops_at_the_first_open_session() {
+        let mut t = SessionTable::new(100);
+        for visitor in 0..5 {
+            t.session_id("s", visitor, T0);
+        }
+        t.session_id("s", 99, T0 + 40 * MIN);
+        assert_eq!(t.sweep(T0 + 45 * MIN, 3), 3);
+        assert_eq!(t.sweep(T0 + 45 * MIN, 3), 2);
+        // Visitor 99 is still open: nothing more goes.
+        assert_eq!(t.sweep(T0 + 45 * MIN, 3), 0);
+        assert_eq!((t.len(), t.recency.len()), (1, 1));
     }
 }
