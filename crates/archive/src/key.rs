@@ -216,6 +216,26 @@ pub(crate) fn hour_of(prefix: &str, path: &str) -> Option<Hour> {
     Hour::from_segments(&segments)
 }
 
+/// Where plugin components and data blobs live: content-addressed by the
+/// lower-case hex SHA-256 of their bytes.
+pub const PLUGIN_BLOB_PREFIX: &str = "plugins/blobs/";
+
+/// Whether `sha256` is 64 lower-case hex digits (a blob name).
+pub fn is_sha256_hex(sha256: &str) -> bool {
+    sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The archive key of the plugin blob (component or data file) whose
+/// SHA-256 is `sha256` (64 lower-case hex digits): `plugins/blobs/<sha256>`.
+/// The registry writes blobs there and central's control channel reads
+/// them; both go through this function.
+pub fn plugin_blob_key(sha256: &str) -> String {
+    format!("{PLUGIN_BLOB_PREFIX}{sha256}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,10 @@
 pub mod key;
 mod store;
 
-pub use key::{BatchKey, HOUR_MS, Hour, InvalidHour, OutOfRange, receive_hour};
+pub use key::{
+    BatchKey, HOUR_MS, Hour, InvalidHour, OutOfRange, PLUGIN_BLOB_PREFIX, is_sha256_hex,
+    plugin_blob_key, receive_hour,
+};
 pub use store::{Archive, ArchiveError, Archived, Quarantine, Stored, SweepReport};
 
 #[cfg(test)]

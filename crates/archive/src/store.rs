@@ -10,7 +10,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::key::{
-    BatchKey, Hour, QUARANTINE_PREFIX, RAW_PREFIX, hour_of, quarantine_stem, raw_hour_prefix,
+    BatchKey, Hour, QUARANTINE_PREFIX, RAW_PREFIX, hour_of, is_sha256_hex, plugin_blob_key,
+    quarantine_stem, raw_hour_prefix,
 };
 
 /// Why an archive operation failed.
@@ -31,6 +32,8 @@ pub enum ArchiveError {
         #[source]
         source: object_store::Error,
     },
+    #[error("`{0}` is not a plugin blob name (64 lower-case hex digits of a SHA-256)")]
+    BadBlobName(String),
     #[error(
         "`{key}` is already archived with different bytes: two different batches carry id {batch_id}. \
          The edge's batch sequence went backwards (lost or replaced disk buffer?); give that edge a new edge id"
@@ -323,5 +326,57 @@ impl Archive {
         hours.sort();
         hours.dedup();
         Ok(hours)
+    }
+}
+
+/// Plugin blobs (components and data files), content-addressed under
+/// [`plugin_blob_key`].
+impl Archive {
+    /// Stores a plugin blob under the SHA-256 of its bytes and returns that
+    /// (lower-case hex). Storing the same bytes again is a no-op.
+    pub async fn put_plugin_blob(&self, bytes: Bytes) -> Result<String, ArchiveError> {
+        use sha2::{Digest, Sha256};
+        let sha256: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = plugin_blob_key(&sha256);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(
+                &ObjectPath::from(path.as_str()),
+                PutPayload::from_bytes(bytes),
+                opts,
+            )
+            .await
+        {
+            // Same key, same content: the name is the content's hash.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(sha256),
+            Err(source) => Err(ArchiveError::Store {
+                op: "put",
+                key: path,
+                source,
+            }),
+        }
+    }
+
+    /// The plugin blob whose SHA-256 is `sha256`; `None` when there is none.
+    /// The caller checks the bytes against the name (the edge does).
+    pub async fn get_plugin_blob(&self, sha256: &str) -> Result<Option<Bytes>, ArchiveError> {
+        if !is_sha256_hex(sha256) {
+            return Err(ArchiveError::BadBlobName(sha256.to_owned()));
+        }
+        match self.get_path(&plugin_blob_key(sha256)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(ArchiveError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 }

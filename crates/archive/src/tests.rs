@@ -201,3 +201,36 @@ async fn sweep_deletes_only_hours_before_the_cutoff() {
         "emptied directories are removed"
     );
 }
+
+#[tokio::test]
+async fn plugin_blobs_are_content_addressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::local(dir.path()).unwrap();
+    let sha = archive
+        .put_plugin_blob(bytes::Bytes::from_static(b"abc"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sha,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert!(dir.path().join(crate::plugin_blob_key(&sha)).is_file());
+    // Again: the same name, no error.
+    assert_eq!(
+        archive
+            .put_plugin_blob(bytes::Bytes::from_static(b"abc"))
+            .await
+            .unwrap(),
+        sha
+    );
+    assert_eq!(
+        archive.get_plugin_blob(&sha).await.unwrap().as_deref(),
+        Some(&b"abc"[..])
+    );
+    let missing = "0".repeat(64);
+    assert!(archive.get_plugin_blob(&missing).await.unwrap().is_none());
+    assert!(matches!(
+        archive.get_plugin_blob("../raw").await,
+        Err(crate::ArchiveError::BadBlobName(_))
+    ));
+}
