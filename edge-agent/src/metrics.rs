@@ -27,6 +27,12 @@ pub struct Metrics {
     /// Hits seen with a bot-like user agent or a prefetch header (still
     /// accepted: the bot-filter plugin decides).
     pub suspect_hits: IntCounterVec,
+    /// Control channel: the state version in use, states applied, states
+    /// or blobs refused (by reason), syncs that failed.
+    pub control_version: IntGauge,
+    pub control_applied: IntCounter,
+    pub control_refused: IntCounterVec,
+    pub control_sync_errors: IntCounter,
 }
 
 impl Metrics {
@@ -99,6 +105,27 @@ impl Metrics {
                 "hourglass_edge_suspect_hits_total",
                 "Accepted hits from bot-like agents or prefetches",
                 "kind",
+            ),
+            control_version: gauge(
+                &r,
+                "hourglass_edge_control_state_version",
+                "Version of the control state in use (0: none)",
+            ),
+            control_applied: counter(
+                &r,
+                "hourglass_edge_control_applied_total",
+                "Control states applied (site directory and plugin chain swapped in)",
+            ),
+            control_refused: counter_vec(
+                &r,
+                "hourglass_edge_control_refused_total",
+                "Control states or blobs refused (the edge keeps its state), by reason",
+                "reason",
+            ),
+            control_sync_errors: counter(
+                &r,
+                "hourglass_edge_control_sync_errors_total",
+                "Control syncs that failed (central unreachable or refusing)",
             ),
             registry: r,
         }
