@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use hourglass_archive::Archive;
 use hourglass_processing::Ga4Stream;
-use hourglass_processing::control::sha256_hex;
 use hourglass_processing::{ControlState, PluginBinding, PluginChains, SiteConfig, SiteDirectory};
 use hourglass_transport::{ControlHandler, ControlResponse, EdgeIdentity, RejectReason};
 use hourglass_warehouse::control::{STREAM_GA4, STREAM_SEGMENT};
@@ -203,18 +202,10 @@ impl ControlHandler for Control {
     async fn blob(&self, edge: &EdgeIdentity, sha256: [u8; 32]) -> ControlResponse {
         let name = sha256_hex_of(&sha256);
         match self.archive.get_plugin_blob(&name).await {
-            Ok(Some(bytes)) => {
-                if sha256_hex(&bytes) != name {
-                    tracing::error!(blob = %name, "a stored plugin blob does not match its name");
-                    return ControlResponse::Reject {
-                        reason: RejectReason::NotFound,
-                        message: format!("blob {name} is damaged in central's store"),
-                    };
-                }
-                ControlResponse::Blob {
-                    bytes: bytes.to_vec(),
-                }
-            }
+            // Sent as stored: the edge checks the bytes against the name.
+            Ok(Some(bytes)) => ControlResponse::Blob {
+                bytes: bytes.to_vec(),
+            },
             Ok(None) => ControlResponse::Reject {
                 reason: RejectReason::NotFound,
                 message: format!("no plugin blob {name}"),

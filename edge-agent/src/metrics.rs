@@ -2,7 +2,7 @@
 //! reject reason a label value.
 
 use hourglass_svc::metrics::{counter, counter_vec, gauge};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -33,9 +33,17 @@ pub struct Metrics {
     pub control_applied: IntCounter,
     pub control_refused: IntCounterVec,
     pub control_sync_errors: IntCounter,
+    /// 1 for the plugin set the writer runs (label `plugin_set`).
+    pub plugin_set: IntGaugeVec,
 }
 
 impl Metrics {
+    /// Records that new batches run `plugin_set`.
+    pub fn set_plugin_set(&self, plugin_set: &str) {
+        self.plugin_set.reset();
+        self.plugin_set.with_label_values(&[plugin_set]).set(1);
+    }
+
     pub fn new() -> Self {
         let r = Registry::new();
         Metrics {
@@ -127,6 +135,19 @@ impl Metrics {
                 "hourglass_edge_control_sync_errors_total",
                 "Control syncs that failed (central unreachable or refusing)",
             ),
+            plugin_set: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "hourglass_edge_plugin_set_info",
+                        "The plugin set new batches run (value 1)",
+                    ),
+                    &["plugin_set"],
+                )
+                .expect("metric names are valid");
+                r.register(Box::new(g.clone()))
+                    .expect("each metric is registered once");
+                g
+            },
             registry: r,
         }
     }

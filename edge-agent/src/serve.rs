@@ -67,6 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             }
         };
     let sites = initial.sites.clone();
+    metrics.set_plugin_set(initial.plugins.plugin_set());
     metrics
         .control_version
         .set(i64::try_from(initial.version).unwrap_or(i64::MAX));

@@ -104,6 +104,7 @@ impl Writer {
                     );
                     self.pipeline.sites = update.sites;
                     self.pipeline.plugins = update.plugins;
+                    self.metrics.set_plugin_set(self.pipeline.plugins.plugin_set());
                     let _ = update.applied.send(());
                 }
             }

@@ -61,6 +61,11 @@ enum SiteCmd {
         /// (repeatable).
         #[arg(long = "segment-write-key", value_name = "KEY")]
         segment_write_keys: Vec<String>,
+        /// A hostname pages of the site may have (repeatable): exact,
+        /// `*.example.com`, or `*` for any. Default: the domain and its
+        /// subdomains.
+        #[arg(long = "allowed-hostname", value_name = "HOST")]
+        allowed_hostnames: Vec<String>,
     },
     /// Delete a site: edges stop admitting its hits (its events stay).
     Delete { site_id: String },
@@ -134,6 +139,7 @@ async fn admin(warehouse: &Warehouse, cmd: Admin) -> anyhow::Result<String> {
             id,
             ga4,
             segment_write_keys,
+            allowed_hostnames,
         }) => {
             // Check every stream before writing anything.
             let ga4 = ga4
@@ -153,6 +159,13 @@ async fn admin(warehouse: &Warehouse, cmd: Admin) -> anyhow::Result<String> {
             let s = warehouse
                 .add_site(&merchant, &domain, &timezone, id.as_deref())
                 .await?;
+            let s = if allowed_hostnames.is_empty() {
+                s
+            } else {
+                warehouse
+                    .set_allowed_hostnames(&s.site_id, &allowed_hostnames)
+                    .await?
+            };
             let mut out = format!(
                 "site_id: {}\nmerchant_id: {}\ndomain: {}\ntimezone: {}\n",
                 s.site_id, s.merchant_id, s.domain, s.timezone

@@ -177,6 +177,37 @@ impl Warehouse {
         Ok(row)
     }
 
+    /// Sets the hostnames pages of a live site may have (see
+    /// `SiteConfig::allowed_hostnames`: exact, `*.domain`, or `*`).
+    pub async fn set_allowed_hostnames(
+        &self,
+        site_id: &str,
+        hostnames: &[String],
+    ) -> Result<Site, MetadataError> {
+        if hostnames
+            .iter()
+            .any(|h| h.trim().is_empty() || h.contains(['/', ' ']))
+        {
+            return Err(MetadataError::Invalid(format!(
+                "{hostnames:?}: a hostname is empty or has a '/' or a space"
+            )));
+        }
+        let mut site = self
+            .sites()
+            .await?
+            .into_iter()
+            .find(|s| s.site_id == site_id)
+            .ok_or_else(|| MetadataError::NotFound {
+                what: "live site",
+                value: site_id.to_owned(),
+            })?;
+        site.allowed_hostnames = hostnames.iter().map(|h| h.trim().to_owned()).collect();
+        site.version = now_ms().max(site.version + 1);
+        self.insert_rows("sites", std::slice::from_ref(&site))
+            .await?;
+        Ok(site)
+    }
+
     /// Deletes a live site (a higher version with `deleted` = 1): edges stop
     /// admitting its hits once the control channel brings the change.
     pub async fn delete_site(&self, site_id: &str) -> Result<Site, MetadataError> {
