@@ -32,6 +32,8 @@ struct Served {
 /// The control channel's handler; refresh it with [`Control::run`].
 pub struct Control {
     served: RwLock<Option<Arc<Served>>>,
+    /// Whether the last refresh failed (logged once per outage).
+    failing: std::sync::atomic::AtomicBool,
     archive: Archive,
     metrics: Metrics,
 }
@@ -102,6 +104,7 @@ impl Control {
     pub fn new(archive: Archive, metrics: Metrics) -> Control {
         Control {
             served: RwLock::new(None),
+            failing: std::sync::atomic::AtomicBool::new(false),
             archive,
             metrics,
         }
@@ -116,12 +119,24 @@ impl Control {
 
     /// Reads the metadata and serves the state it gives, when it changed.
     pub async fn refresh(&self, warehouse: &Warehouse) {
-        let outcome = match warehouse.control_rows().await {
+        use std::sync::atomic::Ordering;
+        let rows = warehouse.control_rows().await;
+        let was_failing = self.failing.swap(rows.is_err(), Ordering::Relaxed);
+        let outcome = match rows {
             Err(error) => {
-                tracing::warn!(%error, "cannot read the control state; serving the one before");
+                if was_failing {
+                    tracing::debug!(%error, "still cannot read the control state");
+                } else {
+                    tracing::warn!(%error, "cannot read the control state; serving the one before until it can be read");
+                }
                 "error"
             }
-            Ok(rows) if self.current().is_some_and(|s| s.version == rows.version) => "unchanged",
+            Ok(rows) if self.current().is_some_and(|s| s.version == rows.version) => {
+                if was_failing {
+                    tracing::info!("control state readable again");
+                }
+                "unchanged"
+            }
             Ok(rows) => match build_state(&rows) {
                 Ok(state) => {
                     let served = Served {

@@ -333,6 +333,12 @@ impl Validate for RawConfig {
                 format!("must be at most {} bytes", MAX_RECORD_BYTES / 2),
             ));
         }
+        if self.control.enabled && !self.plugins.is_empty() {
+            problems.push(Problem::new(
+                "plugins",
+                "not used with [control] enabled (central sends the plugin chains); remove them",
+            ));
+        }
         if self.control.enabled && self.control.cache_dir.as_os_str().is_empty() {
             problems.push(Problem::new("control.cache_dir", "must not be empty"));
         }

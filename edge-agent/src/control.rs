@@ -178,20 +178,32 @@ impl ControlTask {
         let mut conn: Option<quinn::Connection> = None;
         // A version refused once is not fetched and loaded again every poll.
         let mut refused: Option<u64> = None;
+        let mut failing = false;
         loop {
             let synced = tokio::select! {
                 () = shutdown.cancelled() => return,
                 synced = self.sync_once(&mut conn, &mut refused) => synced,
             };
             match synced {
-                Ok(()) => {}
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("control sync works again");
+                    }
+                    failing = false;
+                }
                 Err(error) => {
                     conn = None;
                     self.metrics.control_sync_errors.inc();
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "control sync failed; keeping the state in use"
-                    );
+                    // Once per outage at warn, then quietly (counted).
+                    if failing {
+                        tracing::debug!(error = format!("{error:#}"), "control sync failed again");
+                    } else {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "control sync failed; keeping the state in use"
+                        );
+                    }
+                    failing = true;
                 }
             }
             tokio::select! {

@@ -68,9 +68,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         };
     let sites = initial.sites.clone();
     metrics.set_plugin_set(initial.plugins.plugin_set());
-    metrics
-        .control_version
-        .set(i64::try_from(initial.version).unwrap_or(i64::MAX));
+    if config.control.is_some() {
+        metrics
+            .control_version
+            .set(i64::try_from(initial.version).unwrap_or(i64::MAX));
+    }
     let secret = read(&config.master_secret_file, "master secret")?;
     let keys = IdentityKeys::from_master_secret(&secret).with_context(|| {
         format!(
