@@ -243,3 +243,110 @@ fn sha256_hex_of(bytes: &[u8; 32]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use hourglass_warehouse::SiteStream;
+    use hourglass_warehouse::metadata::Site;
+
+    use super::*;
+
+    fn site(id: &str, domain: &str) -> Site {
+        Site {
+            site_id: id.into(),
+            merchant_id: "m".into(),
+            domain: domain.into(),
+            allowed_hostnames: vec![],
+            timezone: "UTC".into(),
+            created_at: 0,
+            version: 1,
+            deleted: 0,
+        }
+    }
+
+    fn stream(site: &str, kind: &str, id: &str, secret: &str) -> SiteStream {
+        SiteStream {
+            site_id: site.into(),
+            kind: kind.into(),
+            stream_id: id.into(),
+            secret: secret.into(),
+            created_at: 0,
+            version: 1,
+            deleted: 0,
+        }
+    }
+
+    fn binding(scope: &str, name: &str, position: u16) -> PluginBindingRow {
+        PluginBindingRow {
+            scope: scope.into(),
+            name: name.into(),
+            plugin_version: "1".into(),
+            sha256: "a".repeat(64),
+            config: String::new(),
+            data_sha256: String::new(),
+            on_failure: "skip-plugin".into(),
+            position,
+            activated_at: 0,
+            activated_by: String::new(),
+            version: 1,
+            deleted: 0,
+        }
+    }
+
+    #[test]
+    fn the_state_carries_streams_and_chains_of_live_sites() {
+        let rows = ControlRows {
+            version: 42,
+            sites: vec![site("a", "a.example"), site("b", "b.example")],
+            streams: vec![
+                stream("a", STREAM_GA4, "G-A", "secret-a"),
+                stream("a", STREAM_SEGMENT, "wk_a", ""),
+            ],
+            bindings: vec![
+                binding("", "bot-filter", 0),
+                binding("", "channel", 1),
+                binding("a", "pii-scrub", 0),
+                binding("gone", "ua-parse", 0),
+            ],
+        };
+        let state = build_state(&rows).unwrap();
+        assert_eq!(state.version, 42);
+        assert_eq!(state.sites.version(), 42);
+        let (a, ga4) = state.sites.by_measurement_id("G-A").unwrap();
+        assert_eq!(
+            (a.site_id.as_str(), ga4.api_secret.as_str()),
+            ("a", "secret-a")
+        );
+        assert_eq!(state.sites.by_write_key("wk_a").unwrap().site_id, "a");
+        let names: Vec<&str> = state
+            .plugins
+            .platform
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, ["bot-filter", "channel"]);
+        assert_eq!(
+            state.plugins.sites.keys().collect::<Vec<_>>(),
+            ["a"],
+            "no chain for a site that is gone"
+        );
+        // What the edge checks on arrival holds.
+        let again = ControlState::from_json(&state.to_json()).unwrap();
+        assert_eq!(again.plugins, state.plugins);
+    }
+
+    #[test]
+    fn a_directory_that_does_not_validate_is_refused() {
+        let rows = ControlRows {
+            version: 1,
+            sites: vec![site("a", "a.example"), site("b", "b.example")],
+            streams: vec![
+                stream("a", STREAM_GA4, "G-SAME", "x"),
+                stream("b", STREAM_GA4, "G-SAME", "y"),
+            ],
+            bindings: vec![],
+        };
+        let err = build_state(&rows).unwrap_err();
+        assert!(err.contains("G-SAME"), "{err}");
+    }
+}
