@@ -343,7 +343,7 @@ fn bind_sha(db: &TestDb, name: &str, sha256: &str, position: u16) -> PluginBindi
 }
 
 #[test]
-fn a_blob_that_does_not_match_its_sha256_is_refused_and_the_edge_keeps_its_state() {
+fn wrong_sha256_blobs_and_sets_that_do_not_load_are_refused_and_the_edge_keeps_its_state() {
     let s = stack();
     let a = agent();
     let url = s.edge.url.clone();
@@ -396,12 +396,40 @@ fn a_blob_that_does_not_match_its_sha256_is_refused_and_the_edge_keeps_its_state
 
     // The store repaired: the same state is taken on the next version.
     std::fs::write(&key, &wasm).unwrap();
-    bind_sha(&s.db, "channel", &sha, 1);
+    let channel = bind_sha(&s.db, "channel", &sha, 1);
+    let repaired = PluginChains::new(vec![passthrough.clone(), channel], BTreeMap::new()).label;
     wait_until(
         "the repaired set is applied",
         || s.edge.log(),
-        || s.edge.metric("hourglass_edge_control_applied_total") > applied,
+        || runs(&s.edge, &repaired),
     );
+    assert!(s.dir.join("edge/control/blobs").join(&sha).is_file());
+
+    // A component that fails to load (it imports a host function) makes
+    // the whole set refused; the edge keeps running the one before.
+    let applied = s.edge.metric("hourglass_edge_control_applied_total");
+    bind(
+        &s.db,
+        &s.central.archive,
+        "imports",
+        component("imports"),
+        2,
+    );
+    wait_until(
+        "the edge refuses the set that does not load",
+        || s.edge.log(),
+        || {
+            s.edge
+                .metric("hourglass_edge_control_refused_total{reason=\"plugin_load\"}")
+                >= 1.0
+        },
+    );
+    assert_eq!(
+        s.edge.metric("hourglass_edge_control_applied_total"),
+        applied
+    );
+    assert!(runs(&s.edge, &repaired));
+    assert_eq!(pageview(&a, &url, "blob.example", "/after"), 202);
 }
 
 /// Issue 6: a new plugin set while ~2,000 hits/s flow. Every 202'd hit is
