@@ -80,6 +80,16 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         .send(r#"{"n":"pageview","u":"https://example.com/dev-stack","d":"example.com"}"#)
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
+    // The demo GA4 stream reached the edge over the control channel.
+    let ga4 = ureq::post(&format!(
+        "{edge}/mp/collect?measurement_id={}&api_secret={}",
+        first["ga4_measurement_id"].as_str().unwrap(),
+        first["ga4_api_secret"].as_str().unwrap()
+    ))
+    .header("Content-Type", "application/json")
+    .send(r#"{"client_id":"1.2","events":[{"name":"sign_up","params":{"page_location":"https://example.com/ga4"}}]}"#)
+    .unwrap();
+    assert_eq!(ga4.status().as_u16(), 202);
     let started = Instant::now();
     loop {
         let n = hourglass_testkit::http_post(

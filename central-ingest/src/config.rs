@@ -119,6 +119,9 @@ pub struct ReceiverConfig {
     pub max_in_flight: u32,
     /// The wait a Busy answer asks for.
     pub busy_retry_after_ms: u32,
+    /// Serve the control channel (site directory and plugin chains for
+    /// edges), re-read from the metadata this often; 0 turns it off.
+    pub control_refresh_ms: u32,
 }
 
 impl Default for ReceiverConfig {
@@ -127,6 +130,7 @@ impl Default for ReceiverConfig {
             enabled: true,
             max_in_flight: 64,
             busy_retry_after_ms: 1000,
+            control_refresh_ms: 2000,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 mod certs;
 mod config;
+mod control;
 mod loader;
 mod metrics;
 mod receiver;

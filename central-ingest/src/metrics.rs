@@ -43,6 +43,11 @@ pub struct Metrics {
     /// Loader: archived batches not loaded yet, and the age of the oldest.
     pub load_pending_batches: IntGauge,
     pub load_lag_seconds: Gauge,
+    /// Control channel: requests answered by kind, the state served, and
+    /// refreshes of it.
+    pub control_requests: IntCounterVec,
+    pub control_state_version: IntGauge,
+    pub control_refreshes: IntCounterVec,
 }
 
 impl Metrics {
@@ -156,6 +161,23 @@ impl Metrics {
                     .expect("each metric is registered once");
                 g
             },
+            control_requests: counter_vec(
+                &r,
+                "hourglass_central_control_requests_total",
+                "Control requests from edges, by answer: sync (state or unchanged), blob, refused.",
+                "kind",
+            ),
+            control_state_version: gauge(
+                &r,
+                "hourglass_central_control_state_version",
+                "Version of the control state served to edges (0: none yet).",
+            ),
+            control_refreshes: counter_vec(
+                &r,
+                "hourglass_central_control_refreshes_total",
+                "Control state refreshes from metadata, by outcome: changed, unchanged, error, invalid.",
+                "outcome",
+            ),
             registry: r,
         }
     }
@@ -184,5 +206,14 @@ impl Metrics {
                 last.rejected_edge_mismatch,
                 now.rejected_edge_mismatch,
             ));
+        for (kind, was, is) in [
+            ("sync", last.control_syncs, now.control_syncs),
+            ("blob", last.control_blobs, now.control_blobs),
+            ("refused", last.control_refused, now.control_refused),
+        ] {
+            self.control_requests
+                .with_label_values(&[kind])
+                .inc_by(delta(was, is));
+        }
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::loader::{Loader, LoaderSettings};
 use crate::metrics::Metrics;
 use crate::receiver::Receiver;
@@ -86,6 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ));
     }
 
+    let archive_for_control = archive.clone();
     let mut receiver = Receiver::new(
         archive.clone(),
         metrics.clone(),
@@ -114,7 +116,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
 
     if config.receiver.enabled {
-        receive(&config, receiver, metrics, shutdown).await?;
+        receive(&config, receiver, archive_for_control, metrics, shutdown).await?;
     } else {
         tracing::info!(
             ops = %config.ops_listen,
@@ -138,6 +140,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 async fn receive(
     config: &Config,
     receiver: Receiver,
+    archive: Archive,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -159,7 +162,20 @@ async fn receive(
         archive = %config.archive_dir.display(),
         "central-ingest receiving"
     );
-    let server = hourglass_transport::Server::new(endpoint, Arc::new(receiver));
+    let mut server = hourglass_transport::Server::new(endpoint, Arc::new(receiver));
+    if config.receiver.control_refresh_ms > 0 {
+        let control = Arc::new(Control::new(archive, metrics.clone()));
+        tokio::spawn(control.clone().run(
+            Warehouse::new(&config.warehouse)?,
+            Duration::from_millis(u64::from(config.receiver.control_refresh_ms)),
+            shutdown.clone(),
+        ));
+        server = server.with_control(control);
+        tracing::info!(
+            refresh_ms = config.receiver.control_refresh_ms,
+            "control channel on"
+        );
+    }
     let stats = server.stats();
     let exported = tokio::spawn(export_transport_stats(
         stats.clone(),

@@ -53,6 +53,39 @@ pub struct RawConfig {
     pub plugin_set: String,
     /// The platform plugin chain, in order.
     pub plugins: Vec<PluginConfig>,
+    pub control: RawControl,
+}
+
+/// The control channel: site directory and plugin chains from central.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawControl {
+    /// Take the site directory and plugin chains from central (over the
+    /// `[central]` connection) instead of `sites_file` and `[[plugins]]`,
+    /// which are then ignored. Off by default (standalone edges).
+    pub enabled: bool,
+    /// Where the last state and its plugin blobs are kept, so a restarted
+    /// edge runs on them while central is unreachable.
+    pub cache_dir: PathBuf,
+    /// How often central is asked for a newer state.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        RawControl {
+            enabled: false,
+            cache_dir: PathBuf::from("data/control"),
+            poll_interval_ms: 5_000,
+        }
+    }
+}
+
+/// The control channel, checked.
+#[derive(Debug, Clone)]
+pub struct Control {
+    pub cache_dir: PathBuf,
+    pub poll_interval: Duration,
 }
 
 /// Request rates, per second with a burst; 0 turns a limit off. The
@@ -150,6 +183,7 @@ impl Default for RawConfig {
             rate_limit: RateLimit::default(),
             plugin_set: "none".into(),
             plugins: Vec::new(),
+            control: RawControl::default(),
         }
     }
 }
@@ -197,6 +231,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     pub rate_limit: RateLimit,
     pub plugins: PluginSet,
+    /// `Some` when the site directory and plugins come from central.
+    pub control: Option<Control>,
 }
 
 /// The HTTPS listener, checked: the files exist when the service starts
@@ -332,6 +368,9 @@ impl Validate for RawConfig {
             }
         };
         positive("sync_interval_ms", self.sync_interval_ms);
+        if self.control.enabled {
+            positive("control.poll_interval_ms", self.control.poll_interval_ms);
+        }
         positive("max_body_bytes", self.max_body_bytes as u64);
         positive("session_table_max", self.session_table_max as u64);
         positive("batch.max_hits", self.batch.max_hits as u64);
@@ -342,6 +381,15 @@ impl Validate for RawConfig {
                 "batch.max_bytes",
                 format!("must be at most {} bytes", MAX_RECORD_BYTES / 2),
             ));
+        }
+        if self.control.enabled && !self.plugins.is_empty() {
+            problems.push(Problem::new(
+                "plugins",
+                "not used with [control] enabled (central sends the plugin chains); remove them",
+            ));
+        }
+        if self.control.enabled && self.control.cache_dir.as_os_str().is_empty() {
+            problems.push(Problem::new("control.cache_dir", "must not be empty"));
         }
         let sync_interval = Duration::from_millis(self.sync_interval_ms);
         let buffer = buffer::Config {
@@ -386,6 +434,10 @@ impl Validate for RawConfig {
                 rate_limit: self.rate_limit,
                 tls,
                 plugins: self.plugin_set(),
+                control: self.control.enabled.then(|| Control {
+                    cache_dir: self.control.cache_dir.clone(),
+                    poll_interval: Duration::from_millis(self.control.poll_interval_ms),
+                }),
                 central: Central {
                     endpoints,
                     server_name: self.central.server_name.clone(),

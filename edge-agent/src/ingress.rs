@@ -38,8 +38,9 @@ const PIXEL_GIF: &[u8] = &[
 
 pub struct Ingress {
     pub edge_id: String,
-    /// Admission and stamping only (no plugins run here).
-    pub admission: Pipeline,
+    /// Admission and stamping only (no plugins run here); the control
+    /// channel swaps it when the site directory changes.
+    pub admission: SharedAdmission,
     pub sessions: Mutex<SessionTable>,
     pub writer: mpsc::Sender<Accepted>,
     /// Wait for the batch to be durable before answering.
@@ -56,7 +57,18 @@ pub struct Ingress {
 
 type Resp = Response<Full<Bytes>>;
 
+/// The admission pipeline the ingress uses, replaced whole on a new site
+/// directory (readers clone the `Arc` and never wait on a swap for long).
+pub type SharedAdmission = Arc<std::sync::RwLock<Arc<Pipeline>>>;
+
 impl Ingress {
+    fn admission(&self) -> Arc<Pipeline> {
+        self.admission
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -175,7 +187,8 @@ impl Ingress {
                 validation_response_json(&messages).as_bytes(),
             );
         }
-        let decoded = match self.admission.admit(&hit) {
+        let admission = self.admission();
+        let decoded = match admission.admit(&hit) {
             Ok(d) => d,
             Err(rejection) => return self.rejected(&rejection),
         };
@@ -189,7 +202,7 @@ impl Ingress {
                 .sessions
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.admission.stamp(&mut hit, &decoded, &mut sessions);
+            admission.stamp(&mut hit, &decoded, &mut sessions);
         }
         self.count_suspect(&hit, &parts.headers);
         let protocol_label = protocol_label(protocol);

@@ -9,6 +9,7 @@
 
 mod batcher;
 mod config;
+mod control;
 mod ingress;
 mod limits;
 mod metrics;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use hourglass_processing::PluginStats;
 use hourglass_svc::metrics::{counter, counter_vec, gauge};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,6 +35,14 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     /// The plugin chain's counters, each labelled by `plugin`.
     pub plugins: PluginMetrics,
+    /// Control channel: the state version in use, states applied, states
+    /// or blobs refused (by reason), syncs that failed.
+    pub control_version: IntGauge,
+    pub control_applied: IntCounter,
+    pub control_refused: IntCounterVec,
+    pub control_sync_errors: IntCounter,
+    /// 1 for the plugin set the writer runs (label `plugin_set`).
+    pub plugin_set: IntGaugeVec,
 }
 
 /// A plugin chain's [`PluginStats`] as Prometheus counters. The chain
@@ -148,6 +156,12 @@ impl PluginMetrics {
 }
 
 impl Metrics {
+    /// Records that new batches run `plugin_set`.
+    pub fn set_plugin_set(&self, plugin_set: &str) {
+        self.plugin_set.reset();
+        self.plugin_set.with_label_values(&[plugin_set]).set(1);
+    }
+
     pub fn new() -> Self {
         let r = Registry::new();
         Metrics {
@@ -224,6 +238,40 @@ impl Metrics {
                 "TLS handshakes on the HTTPS listener that failed or timed out",
             ),
             plugins: PluginMetrics::new(&r),
+            control_version: gauge(
+                &r,
+                "hourglass_edge_control_state_version",
+                "Version of the control state in use (0: none)",
+            ),
+            control_applied: counter(
+                &r,
+                "hourglass_edge_control_applied_total",
+                "Control states applied (site directory and plugin chain swapped in)",
+            ),
+            control_refused: counter_vec(
+                &r,
+                "hourglass_edge_control_refused_total",
+                "Control states or blobs refused (the edge keeps its state), by reason",
+                "reason",
+            ),
+            control_sync_errors: counter(
+                &r,
+                "hourglass_edge_control_sync_errors_total",
+                "Control syncs that failed (central unreachable or refusing)",
+            ),
+            plugin_set: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "hourglass_edge_plugin_set_info",
+                        "The plugin set new batches run (value 1)",
+                    ),
+                    &["plugin_set"],
+                )
+                .expect("metric names are valid");
+                r.register(Box::new(g.clone()))
+                    .expect("each metric is registered once");
+                g
+            },
             registry: r,
         }
     }

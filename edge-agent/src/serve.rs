@@ -20,7 +20,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DurabilityMode};
-use crate::ingress::Ingress;
+use crate::control::{ControlTask, Loaded};
+use crate::ingress::{Ingress, SharedAdmission};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::shipper::Shipper;
@@ -41,14 +42,38 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = Metrics::new();
-    let sites: SiteDirectory = serde_json::from_slice(&read(&config.sites_file, "site directory")?)
-        .with_context(|| {
-            format!(
-                "the site directory {} is invalid",
-                config.sites_file.display()
-            )
-        })?;
-    let sites = Arc::new(sites);
+    // With the control channel, the site directory and plugins come from
+    // central (the cache until it answers); otherwise from the files.
+    let initial =
+        match &config.control {
+            Some(control) => crate::control::load_cache(&control.cache_dir, &metrics)
+                .unwrap_or_else(Loaded::empty),
+            None => {
+                let sites: SiteDirectory =
+                    serde_json::from_slice(&read(&config.sites_file, "site directory")?)
+                        .with_context(|| {
+                            format!(
+                                "the site directory {} is invalid",
+                                config.sites_file.display()
+                            )
+                        })?;
+                Loaded {
+                    version: sites.version(),
+                    sites: Arc::new(sites),
+                    plugins: config
+                        .plugins
+                        .load(PluginLimits::default())
+                        .context("loading the plugin chain")?,
+                }
+            }
+        };
+    let sites = initial.sites.clone();
+    metrics.set_plugin_set(initial.plugins.plugin_set());
+    if config.control.is_some() {
+        metrics
+            .control_version
+            .set(i64::try_from(initial.version).unwrap_or(i64::MAX));
+    }
     let secret = read(&config.master_secret_file, "master secret")?;
     let keys = IdentityKeys::from_master_secret(&secret).with_context(|| {
         format!(
@@ -104,16 +129,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let full = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let (tx, rx) = mpsc::channel(4096);
+    let (updates_tx, updates) = mpsc::channel(1);
     let writer = Writer {
         edge_id: config.edge_id.clone(),
-        pipeline: Pipeline::new(
-            sites.clone(),
-            keys.clone(),
-            config
-                .plugins
-                .load(PluginLimits::default())
-                .context("loading the plugin chain")?,
-        ),
+        pipeline: Pipeline::new(sites.clone(), keys.clone(), initial.plugins),
+        updates,
         limits: config.batch,
         buffer: buffer.clone(),
         metrics: metrics.clone(),
@@ -189,9 +209,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
     ready.store(true, Ordering::Relaxed);
     tracing::info!(listen = %config.listen, edge = %config.edge_id, "edge agent accepting beacons");
+    let admission: SharedAdmission = Arc::new(std::sync::RwLock::new(Arc::new(Pipeline::new(
+        sites,
+        keys.clone(),
+        Box::new(NoPlugins),
+    ))));
+    let control = config.control.as_ref().map(|control| {
+        let task = ControlTask {
+            client: Client::new(endpoint.clone()),
+            endpoints: config.central.endpoints.clone(),
+            server_name: config.central.server_name.clone(),
+            cache_dir: control.cache_dir.clone(),
+            interval: control.poll_interval,
+            keys: keys.clone(),
+            writer: updates_tx.clone(),
+            admission: admission.clone(),
+            metrics: metrics.clone(),
+            version: initial.version,
+        };
+        tokio::spawn(task.run(shutdown.clone()))
+    });
+    drop(updates_tx);
     let ingress = Arc::new(Ingress {
         edge_id: config.edge_id.clone(),
-        admission: Pipeline::new(sites, keys, Box::new(NoPlugins)),
+        admission,
         sessions: Mutex::new(SessionTable::new(config.session_table_max)),
         writer: tx,
         sync: config.durability == DurabilityMode::Sync,
@@ -252,6 +293,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         let _ = https.await;
     }
     let _ = upkeep.await;
+    if let Some(control) = control {
+        let _ = control.await;
+    }
 
     // The ingress is closed and its writer handle dropped: the writer
     // writes the open batch and ends.

@@ -24,6 +24,15 @@ pub enum Refused {
     Io,
 }
 
+/// A new site directory and plugin chain from the control channel. The
+/// writer finishes the open batch with the old ones, swaps, then answers
+/// `applied`: every batch runs wholly on one chain and names it.
+pub struct Update {
+    pub sites: Arc<hourglass_processing::SiteDirectory>,
+    pub plugins: Box<dyn hourglass_processing::PluginChain>,
+    pub applied: oneshot::Sender<()>,
+}
+
 /// A hit the ingress accepted, and who waits for it to be durable (`sync`
 /// durability) — `None` when the client was answered already.
 #[derive(Debug)]
@@ -48,6 +57,8 @@ pub struct Writer {
     /// `Some` with `interval` durability: how often to fsync.
     pub sync_every: Option<Duration>,
     pub now_ms: fn() -> i64,
+    /// Control channel updates (never sends when the control channel is off).
+    pub updates: mpsc::Receiver<Update>,
 }
 
 impl Writer {
@@ -79,6 +90,23 @@ impl Writer {
                     }
                 }
                 _ = sync_tick.tick(), if self.sync_every.is_some() => self.sync().await,
+                Some(update) = self.updates.recv() => {
+                    // Hits already batched run on the chain they were
+                    // admitted under; the next batch on the new one.
+                    if let Some(closed) = batcher.take() {
+                        self.write(closed, &mut last_seq).await;
+                    }
+                    tracing::info!(
+                        from = %self.pipeline.plugins.plugin_set(),
+                        to = %update.plugins.plugin_set(),
+                        sites_version = update.sites.version(),
+                        "swapping in the new site directory and plugin chain"
+                    );
+                    self.pipeline.sites = update.sites;
+                    self.pipeline.plugins = update.plugins;
+                    self.metrics.set_plugin_set(self.pipeline.plugins.plugin_set());
+                    let _ = update.applied.send(());
+                }
             }
         }
         if let Some(closed) = batcher.take() {

@@ -230,18 +230,15 @@ fn services(stack: &mut Stack) -> Result<()> {
         .context("central.toml has quic_listen")?
         .to_owned();
 
-    let sites = dir.join("sites.json");
-    write_once(&sites, || {
+    // The demo site's GA4 stream and Segment write key: made once, written
+    // to the metadata by `demo_merchant`, and brought to the edge by the
+    // control channel.
+    let demo = dir.join("demo-site.json");
+    write_once(&demo, || {
         Ok(serde_json::json!({
-            "version": 1,
-            "sites": [{
-                "site_id": SITE_ID,
-                "domain": SITE_DOMAIN,
-                "allowed_hostnames": ["*"],
-                "timezone": "UTC",
-                "ga4": [{"measurement_id": "G-DEMO0001", "api_secret": secret(12)?}],
-                "segment_write_keys": [format!("wk_{}", secret(12)?)]
-            }]
+            "ga4_measurement_id": "G-DEMO0001",
+            "ga4_api_secret": secret(12)?,
+            "segment_write_key": format!("wk_{}", secret(12)?),
         })
         .to_string())
     })?;
@@ -249,11 +246,11 @@ fn services(stack: &mut Stack) -> Result<()> {
     let edge_toml = dir.join("edge.toml");
     write_once(&edge_toml, || {
         Ok(format!(
-            "edge_id = \"{EDGE_ID}\"\nlisten = \"127.0.0.1:{listen}\"\nops_listen = \"127.0.0.1:{ops}\"\nbuffer_dir = \"{buffer}\"\nsites_file = \"{sites}\"\nmaster_secret_file = \"{key}\"\n\n[central]\nendpoints = [\"{quic}\"]\nserver_name = \"{SERVER_NAME}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{ekey}\"\n",
+            "edge_id = \"{EDGE_ID}\"\nlisten = \"127.0.0.1:{listen}\"\nops_listen = \"127.0.0.1:{ops}\"\nbuffer_dir = \"{buffer}\"\nmaster_secret_file = \"{key}\"\n\n[control]\nenabled = true\ncache_dir = \"{control}\"\npoll_interval_ms = 1000\n\n[central]\nendpoints = [\"{quic}\"]\nserver_name = \"{SERVER_NAME}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{ekey}\"\n",
             listen = port()?,
             ops = port()?,
             buffer = dir.join("buffer").display(),
-            sites = sites.display(),
+            control = dir.join("control").display(),
             key = dir.join("master.key").display(),
             ca = cert_dir.ca_cert_path().display(),
             cert = cert_dir.edge_cert_path(&edge_name).display(),
@@ -267,22 +264,13 @@ fn services(stack: &mut Stack) -> Result<()> {
             .and_then(|v| v.as_str())
             .context("edge.toml has listen")?
     );
-    let site: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sites)?)?;
-    let site = &site["sites"][0];
+    let site: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&demo)?)?;
+    let text = |key: &str| site[key].as_str().unwrap_or_default().to_owned();
     stack.site_id = SITE_ID.into();
     stack.site_domain = SITE_DOMAIN.into();
-    stack.ga4_measurement_id = site["ga4"][0]["measurement_id"]
-        .as_str()
-        .unwrap_or_default()
-        .into();
-    stack.ga4_api_secret = site["ga4"][0]["api_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .into();
-    stack.segment_write_key = site["segment_write_keys"][0]
-        .as_str()
-        .unwrap_or_default()
-        .into();
+    stack.ga4_measurement_id = text("ga4_measurement_id");
+    stack.ga4_api_secret = text("ga4_api_secret");
+    stack.segment_write_key = text("segment_write_key");
 
     let bins = bin_dir()?;
     if stack.api_key.is_empty() {
@@ -324,7 +312,32 @@ fn services(stack: &mut Stack) -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Ready once the control channel has brought the sites.
+    let ops = edge
+        .get("ops_listen")
+        .and_then(|v| v.as_str())
+        .context("edge.toml has ops_listen")?;
+    while !has_control_state(ops) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the edge got no site directory from central within 30 s; see {} and {}",
+            dir.join("edge.log").display(),
+            dir.join("central.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
+}
+
+/// Whether the edge whose ops endpoint is `ops` runs on a control state.
+fn has_control_state(ops: &str) -> bool {
+    let Ok(mut response) = ureq::get(&format!("http://{ops}/metrics")).call() else {
+        return false;
+    };
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("hourglass_edge_control_state_version "))
+        .any(|v| v.trim().parse::<f64>().is_ok_and(|v| v > 0.0))
 }
 
 /// The demo merchant, its site (the edge's demo site id) and an API key,
@@ -361,6 +374,7 @@ fn demo_merchant(
         .get("merchant_id")
         .context("admin prints merchant_id")?
         .clone();
+    let ga4 = format!("{}:{}", stack.ga4_measurement_id, stack.ga4_api_secret);
     admin(&[
         "site",
         "add",
@@ -370,6 +384,12 @@ fn demo_merchant(
         SITE_DOMAIN,
         "--id",
         SITE_ID,
+        "--allowed-hostname",
+        "*",
+        "--ga4",
+        &ga4,
+        "--segment-write-key",
+        &stack.segment_write_key,
     ])?;
     let key = admin(&["key", "create", "--merchant", &merchant_id])?;
     stack.api_key = key.get("key").context("admin prints the key")?.clone();

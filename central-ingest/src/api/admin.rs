@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use hourglass_svc::config::load_valid;
 use hourglass_warehouse::Warehouse;
+use hourglass_warehouse::control::{STREAM_GA4, STREAM_SEGMENT};
 
 use crate::config::RawConfig;
 
@@ -52,7 +53,22 @@ enum SiteCmd {
         /// The site id events carry (default: a new random one).
         #[arg(long)]
         id: Option<String>,
+        /// A GA4 data stream admitting Measurement Protocol hits to the
+        /// site: `MEASUREMENT_ID:API_SECRET` (repeatable).
+        #[arg(long = "ga4", value_name = "G-XXXX:SECRET")]
+        ga4: Vec<String>,
+        /// A Segment / RudderStack write key admitting hits to the site
+        /// (repeatable).
+        #[arg(long = "segment-write-key", value_name = "KEY")]
+        segment_write_keys: Vec<String>,
+        /// A hostname pages of the site may have (repeatable): exact,
+        /// `*.example.com`, or `*` for any. Default: the domain and its
+        /// subdomains.
+        #[arg(long = "allowed-hostname", value_name = "HOST")]
+        allowed_hostnames: Vec<String>,
     },
+    /// Delete a site: edges stop admitting its hits (its events stay).
+    Delete { site_id: String },
 }
 
 #[derive(Subcommand)]
@@ -121,14 +137,56 @@ async fn admin(warehouse: &Warehouse, cmd: Admin) -> anyhow::Result<String> {
             domain,
             timezone,
             id,
+            ga4,
+            segment_write_keys,
+            allowed_hostnames,
         }) => {
+            // Check every stream before writing anything.
+            let ga4 = ga4
+                .iter()
+                .map(|arg| match arg.split_once(':') {
+                    Some((id, secret)) if !id.trim().is_empty() && !secret.is_empty() => {
+                        Ok((id.trim(), secret))
+                    }
+                    _ => Err(anyhow::anyhow!(
+                        "--ga4 {arg:?}: give MEASUREMENT_ID:API_SECRET, e.g. G-ABC123:s3cret"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if segment_write_keys.iter().any(|k| k.trim().is_empty()) {
+                anyhow::bail!("--segment-write-key must not be empty");
+            }
             let s = warehouse
                 .add_site(&merchant, &domain, &timezone, id.as_deref())
                 .await?;
-            format!(
+            let s = if allowed_hostnames.is_empty() {
+                s
+            } else {
+                warehouse
+                    .set_allowed_hostnames(&s.site_id, &allowed_hostnames)
+                    .await?
+            };
+            let mut out = format!(
                 "site_id: {}\nmerchant_id: {}\ndomain: {}\ntimezone: {}\n",
                 s.site_id, s.merchant_id, s.domain, s.timezone
-            )
+            );
+            for (measurement_id, secret) in ga4 {
+                let stream = warehouse
+                    .add_site_stream(&s.site_id, STREAM_GA4, measurement_id, secret)
+                    .await?;
+                out.push_str(&format!("ga4: {}\n", stream.stream_id));
+            }
+            for key in &segment_write_keys {
+                warehouse
+                    .add_site_stream(&s.site_id, STREAM_SEGMENT, key, "")
+                    .await?;
+                out.push_str("segment_write_key: added\n");
+            }
+            out
+        }
+        Admin::Site(SiteCmd::Delete { site_id }) => {
+            let s = warehouse.delete_site(&site_id).await?;
+            format!("deleted: {}\ndomain: {}\n", s.site_id, s.domain)
         }
         Admin::Key(KeyCmd::Create {
             merchant,

@@ -19,6 +19,10 @@
 //!   reads and writes: the host copies only those into the sandbox and
 //!   takes back only those.
 //!
+//! [`ScopedChain`] runs the platform chain on every event, then a site's
+//! own chain on that site's events; [`load_chains`] builds one from the
+//! chains central sends over the control channel.
+//!
 //! What is not here: where plugins come from (the registry in
 //! `central-ingest`), precompiled artifacts, and metrics export (the
 //! [`Chain`] keeps counters; the service publishes them).
@@ -30,11 +34,13 @@ mod chain;
 mod fields;
 mod host;
 mod plugin_set;
+mod scoped;
 
 pub use chain::{Chain, FailurePolicy};
 pub use host::{Host, HostError, Limits, LoadError, LoadStep, LoadedPlugin, PluginSource};
 pub use hourglass_processing::PluginStats;
 pub use plugin_set::{PluginConfig, PluginSet, PluginSetError};
+pub use scoped::{ScopedChain, load_chains};
 
 /// The `plugin` world's bindings, generated from `plugins/wit`.
 mod bindings {

@@ -26,11 +26,13 @@
 //! [`Event`]: hourglass_model::Event
 //! [`Reject`]: hourglass_model::Reject
 
+pub mod control;
 pub mod decode;
 pub mod identity;
 pub mod pipeline;
 pub mod sites;
 
+pub use control::{ControlState, ControlStateError, PluginBinding, PluginChains};
 pub use decode::{
     Decoded, Endpoint, RejectReason, Rejection, Revenue, Utm, ValidationCode, ValidationMessage,
     check_content_type, decode, endpoint_for, validate_ga4, validation_response_json,

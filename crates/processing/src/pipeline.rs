@@ -79,6 +79,21 @@ impl PluginStats {
     pub fn failed_calls(&self) -> u64 {
         self.failures.values().sum()
     }
+
+    /// Adds `other`'s counts to these (the same plugin in several chains).
+    pub fn add(&mut self, other: &PluginStats) {
+        self.calls += other.calls;
+        self.events_in += other.events_in;
+        for (reason, n) in &other.drops {
+            *self.drops.entry(reason.clone()).or_default() += n;
+        }
+        for (kind, n) in &other.failures {
+            *self.failures.entry(kind).or_default() += n;
+        }
+        self.instantiations += other.instantiations;
+        self.fuel_used += other.fuel_used;
+        self.nanos += other.nanos;
+    }
 }
 
 /// What a plugin may read of the hit an event came from, besides the event.

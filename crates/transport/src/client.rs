@@ -8,7 +8,9 @@ use hourglass_model::BatchId;
 use quinn::{ConnectError, Connection, ConnectionError, ReadError, ReadToEndError, WriteError};
 
 use crate::codec::{
-    EncodeError, FrameError, MAX_RESPONSE_LEN, Response, decode_response, encode_request_head,
+    ControlRequest, ControlResponse, EncodeError, FrameError, MAX_CONTROL_RESPONSE_LEN,
+    MAX_RESPONSE_LEN, Response, decode_control_response, decode_response, encode_control_request,
+    encode_request_head,
 };
 
 /// Why a batch could not be sent or its answer not read. Any of these
@@ -175,5 +177,19 @@ impl Client {
             });
         }
         Ok(response)
+    }
+
+    /// Sends one control request on a new stream of `conn` and reads
+    /// central's answer (bounded by the largest control response).
+    pub async fn control(
+        &self,
+        conn: &Connection,
+        request: &ControlRequest,
+    ) -> Result<ControlResponse, SendError> {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&encode_control_request(request)).await?;
+        send.finish().map_err(WriteError::from)?;
+        let bytes = recv.read_to_end(MAX_CONTROL_RESPONSE_LEN).await?;
+        Ok(decode_control_response(&bytes)?)
     }
 }

@@ -37,6 +37,16 @@
 //!   UTF-8 message.
 //!
 //! A response must span exactly the bytes of its stream.
+//!
+//! The same connection carries the control channel, one request per stream
+//! as well; the kind byte tells them apart (`docs/wire-format.md`):
+//! - `5` = Sync (edge → central): byte 7 is `0`, then the `u64` state
+//!   version the edge has (0: none). Answers: `7` = State (`u64` version,
+//!   `u32` length ≤ 16 MiB, JSON body), `8` = Unchanged (`u64` version), or
+//!   a Reject.
+//! - `6` = Blob: byte 7 is `32`, then the 32-byte SHA-256 of the blob.
+//!   Answers: `9` = Blob (`u32` length ≤ 64 MiB, the bytes), or a Reject
+//!   (`not_found`).
 
 use std::fmt;
 
@@ -59,7 +69,8 @@ pub const MAX_PAYLOAD_LEN: u32 = HEADER_LEN as u32 + MAX_BATCH_BYTES;
 /// Longest Reject message; longer ones are cut at a character boundary.
 pub const MAX_REJECT_MESSAGE_LEN: usize = 1024;
 
-const PREFIX_LEN: usize = 8; // magic, version, kind, one more byte
+/// The bytes every request starts with: magic, version, kind, one more.
+pub const PREFIX_LEN: usize = 8;
 const KIND_REQUEST: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_BUSY: u8 = 3;
@@ -109,6 +120,13 @@ pub enum RejectReason {
     EdgeMismatch,
     /// The payload is not a valid batch file (checksum, decode, header id).
     InvalidBatch,
+    /// Control: no blob has the SHA-256 the edge asked for.
+    NotFound,
+    /// Control: central has no state to give yet (its metadata is not
+    /// readable); ask again later.
+    Unavailable,
+    /// Control: this central does not serve the control channel.
+    Unsupported,
     /// A code this release does not know (sent by a newer central).
     Other(u16),
 }
@@ -119,6 +137,9 @@ impl RejectReason {
             1 => RejectReason::Malformed,
             2 => RejectReason::EdgeMismatch,
             3 => RejectReason::InvalidBatch,
+            4 => RejectReason::NotFound,
+            5 => RejectReason::Unavailable,
+            6 => RejectReason::Unsupported,
             other => RejectReason::Other(other),
         }
     }
@@ -128,6 +149,9 @@ impl RejectReason {
             RejectReason::Malformed => 1,
             RejectReason::EdgeMismatch => 2,
             RejectReason::InvalidBatch => 3,
+            RejectReason::NotFound => 4,
+            RejectReason::Unavailable => 5,
+            RejectReason::Unsupported => 6,
             RejectReason::Other(code) => code,
         }
     }
@@ -138,6 +162,9 @@ impl RejectReason {
             RejectReason::Malformed => "malformed",
             RejectReason::EdgeMismatch => "edge_mismatch",
             RejectReason::InvalidBatch => "invalid_batch",
+            RejectReason::NotFound => "not_found",
+            RejectReason::Unavailable => "unavailable",
+            RejectReason::Unsupported => "unsupported",
             RejectReason::Other(_) => "other",
         }
     }
@@ -183,6 +210,8 @@ pub enum FrameError {
     MessageNotUtf8,
     #[error("the request reader was used after it reported an error")]
     ReaderFailed,
+    #[error("control request: bad {field} ({value})")]
+    BadControlField { field: &'static str, value: u64 },
 }
 
 /// Why a frame could not be encoded (a local mistake, caught before
@@ -201,6 +230,8 @@ pub enum EncodeError {
         "cannot send the payload: it is {len} bytes but its batch header says {batch}; it was cut or padded"
     )]
     PayloadLengthMismatch { len: u64, batch: u64 },
+    #[error("cannot send a {len}-byte control answer: the cap is {max} bytes")]
+    ControlTooLarge { len: u64, max: u64 },
 }
 
 /// Checks that `payload` is a plausible batch file of exactly its length.
@@ -657,6 +688,264 @@ fn take_u64(rest: &mut &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(*head))
 }
 
+// ---------------------------------------------------------------------------
+// The control channel: what central tells edges (site directory, plugin
+// chains, plugin blobs), on streams of their own on the same connection.
+
+/// Request kind: the edge asks for the control state.
+const KIND_SYNC: u8 = 5;
+/// Request kind: the edge asks for one plugin blob.
+const KIND_BLOB: u8 = 6;
+/// Response kind: the control state, with its version.
+const KIND_STATE: u8 = 7;
+/// Response kind: the edge has the current version already.
+const KIND_UNCHANGED: u8 = 8;
+/// Response kind: a plugin blob's bytes.
+const KIND_BLOB_DATA: u8 = 9;
+
+/// Largest control state body (JSON).
+pub const MAX_STATE_LEN: u32 = 16 << 20;
+/// Largest plugin blob (a component or a data file).
+pub const MAX_BLOB_LEN: u32 = 64 << 20;
+/// Length of a Sync request.
+pub const SYNC_REQUEST_LEN: usize = PREFIX_LEN + 8;
+/// Length of a Blob request.
+pub const BLOB_REQUEST_LEN: usize = PREFIX_LEN + 32;
+/// Longest control response: a blob of the largest size.
+pub const MAX_CONTROL_RESPONSE_LEN: usize = PREFIX_LEN - 1 + 4 + MAX_BLOB_LEN as usize;
+
+/// An edge's control request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// The state, unless the edge has `have_version` already (0: none).
+    Sync { have_version: u64 },
+    /// The blob whose SHA-256 is `sha256`.
+    Blob { sha256: [u8; 32] },
+}
+
+/// Central's answer to a control request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlResponse {
+    /// The current state (JSON, see `hourglass_processing::ControlState`).
+    State { version: u64, body: Vec<u8> },
+    /// The edge's version is current.
+    Unchanged { version: u64 },
+    /// The blob's bytes, unverified: the edge checks them against the
+    /// SHA-256 it asked for.
+    Blob { bytes: Vec<u8> },
+    /// Central cannot answer (no such blob, no state yet, control off).
+    Reject {
+        reason: RejectReason,
+        message: String,
+    },
+}
+
+/// What kind of stream a request prefix opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A batch (the [`RequestReader`] reads it).
+    Batch,
+    /// A control request of this many bytes in all.
+    Control { len: usize },
+}
+
+/// Reads the first [`PREFIX_LEN`] bytes of a request stream: magic,
+/// version and kind. A stream is a batch or a control request.
+pub fn stream_kind(prefix: &[u8]) -> Result<StreamKind, FrameError> {
+    check_magic_version(prefix)?;
+    match prefix.get(6).copied() {
+        Some(KIND_REQUEST) => Ok(StreamKind::Batch),
+        Some(KIND_SYNC) => Ok(StreamKind::Control {
+            len: SYNC_REQUEST_LEN,
+        }),
+        Some(KIND_BLOB) => Ok(StreamKind::Control {
+            len: BLOB_REQUEST_LEN,
+        }),
+        Some(found) => Err(FrameError::UnexpectedKind {
+            found,
+            expected: "request",
+        }),
+        None => Err(FrameError::Truncated {
+            needed: PREFIX_LEN as u64,
+            got: prefix.len() as u64,
+        }),
+    }
+}
+
+/// Encodes a control request (16 or 40 bytes).
+pub fn encode_control_request(request: &ControlRequest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BLOB_REQUEST_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    match request {
+        ControlRequest::Sync { have_version } => {
+            out.push(KIND_SYNC);
+            out.push(0);
+            out.extend_from_slice(&have_version.to_le_bytes());
+        }
+        ControlRequest::Blob { sha256 } => {
+            out.push(KIND_BLOB);
+            out.push(32);
+            out.extend_from_slice(sha256);
+        }
+    }
+    out
+}
+
+/// Decodes a control request that must span all of `bytes`.
+pub fn decode_control_request(bytes: &[u8]) -> Result<ControlRequest, FrameError> {
+    let truncated = |needed: usize| FrameError::Truncated {
+        needed: needed as u64,
+        got: bytes.len() as u64,
+    };
+    let prefix = bytes.get(..PREFIX_LEN).ok_or_else(|| {
+        if bytes.iter().zip(MAGIC).any(|(&got, want)| got != want) {
+            FrameError::BadMagic
+        } else {
+            truncated(PREFIX_LEN)
+        }
+    })?;
+    let StreamKind::Control { len } = stream_kind(prefix)? else {
+        return Err(FrameError::UnexpectedKind {
+            found: KIND_REQUEST,
+            expected: "control request",
+        });
+    };
+    if bytes.len() < len {
+        return Err(truncated(len));
+    }
+    if bytes.len() > len {
+        return Err(FrameError::TrailingBytes {
+            extra: (bytes.len() - len) as u64,
+        });
+    }
+    let mut rest = bytes.get(PREFIX_LEN..).unwrap_or_default();
+    match (prefix.get(6).copied(), prefix.get(7).copied()) {
+        (Some(KIND_SYNC), Some(0)) => Ok(ControlRequest::Sync {
+            have_version: take_u64(&mut rest).ok_or_else(|| truncated(len))?,
+        }),
+        (Some(KIND_BLOB), Some(32)) => {
+            let (sha256, _) = rest
+                .split_first_chunk::<32>()
+                .ok_or_else(|| truncated(len))?;
+            Ok(ControlRequest::Blob { sha256: *sha256 })
+        }
+        (_, found) => Err(FrameError::BadControlField {
+            field: "reserved byte",
+            value: u64::from(found.unwrap_or_default()),
+        }),
+    }
+}
+
+/// Encodes a control response; refuses bodies over their caps.
+pub fn encode_control_response(response: &ControlResponse) -> Result<Vec<u8>, EncodeError> {
+    let sized = |len: usize, max: u32| {
+        u32::try_from(len)
+            .ok()
+            .filter(|&n| n <= max)
+            .ok_or(EncodeError::ControlTooLarge {
+                len: len as u64,
+                max: max.into(),
+            })
+    };
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    match response {
+        ControlResponse::State { version, body } => {
+            let len = sized(body.len(), MAX_STATE_LEN)?;
+            out.reserve(12 + body.len());
+            out.push(KIND_STATE);
+            out.extend_from_slice(&version.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(body);
+        }
+        ControlResponse::Unchanged { version } => {
+            out.push(KIND_UNCHANGED);
+            out.extend_from_slice(&version.to_le_bytes());
+        }
+        ControlResponse::Blob { bytes } => {
+            let len = sized(bytes.len(), MAX_BLOB_LEN)?;
+            out.reserve(4 + bytes.len());
+            out.push(KIND_BLOB_DATA);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        ControlResponse::Reject { reason, message } => {
+            return encode_response(&Response::Reject {
+                reason: *reason,
+                message: message.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a control response that must span all of `bytes`.
+pub fn decode_control_response(bytes: &[u8]) -> Result<ControlResponse, FrameError> {
+    let truncated = |needed: u64| FrameError::Truncated {
+        needed,
+        got: bytes.len() as u64,
+    };
+    let head = PREFIX_LEN - 1;
+    let prefix = bytes.get(..head).ok_or_else(|| {
+        if bytes.iter().zip(MAGIC).any(|(&got, want)| got != want) {
+            FrameError::BadMagic
+        } else {
+            truncated(head as u64)
+        }
+    })?;
+    check_magic_version(prefix)?;
+    let mut rest = bytes.get(head..).unwrap_or_default();
+    let body = |rest: &mut &[u8], at: usize, max: u32| -> Result<Vec<u8>, FrameError> {
+        let len = take_u32(rest).ok_or_else(|| truncated(at as u64 + 4))?;
+        if len > max {
+            return Err(FrameError::PayloadLength {
+                declared: len.into(),
+                min: 0,
+                max: max.into(),
+            });
+        }
+        let len = len as usize;
+        take(rest, len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| truncated((at + 4 + len) as u64))
+    };
+    let response = match prefix.get(6).copied() {
+        Some(KIND_STATE) => {
+            let version = take_u64(&mut rest).ok_or_else(|| truncated(head as u64 + 8))?;
+            let body = body(&mut rest, head + 8, MAX_STATE_LEN)?;
+            ControlResponse::State { version, body }
+        }
+        Some(KIND_UNCHANGED) => ControlResponse::Unchanged {
+            version: take_u64(&mut rest).ok_or_else(|| truncated(head as u64 + 8))?,
+        },
+        Some(KIND_BLOB_DATA) => ControlResponse::Blob {
+            bytes: body(&mut rest, head, MAX_BLOB_LEN)?,
+        },
+        Some(KIND_REJECT) => {
+            return match decode_response(bytes)? {
+                Response::Reject { reason, message } => {
+                    Ok(ControlResponse::Reject { reason, message })
+                }
+                _ => Err(FrameError::ReaderFailed),
+            };
+        }
+        found => {
+            return Err(FrameError::UnexpectedKind {
+                found: found.unwrap_or_default(),
+                expected: "control response",
+            });
+        }
+    };
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            extra: rest.len() as u64,
+        });
+    }
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use hourglass_model::{Batch, BatchHeader, encode_batch};
@@ -915,11 +1204,114 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn control_requests_round_trip_and_are_checked() {
+        for request in [
+            ControlRequest::Sync { have_version: 0 },
+            ControlRequest::Sync {
+                have_version: u64::MAX,
+            },
+            ControlRequest::Blob { sha256: [7; 32] },
+        ] {
+            let bytes = encode_control_request(&request);
+            let kind = stream_kind(&bytes[..PREFIX_LEN]).expect("a control prefix");
+            assert_eq!(kind, StreamKind::Control { len: bytes.len() });
+            assert_eq!(decode_control_request(&bytes), Ok(request));
+            assert!(matches!(
+                decode_control_request(&bytes[..bytes.len() - 1]),
+                Err(FrameError::Truncated { .. })
+            ));
+            let mut long = bytes.clone();
+            long.push(0);
+            assert_eq!(
+                decode_control_request(&long),
+                Err(FrameError::TrailingBytes { extra: 1 })
+            );
+        }
+        let mut sync = encode_control_request(&ControlRequest::Sync { have_version: 1 });
+        assert_eq!(sync.len(), SYNC_REQUEST_LEN);
+        sync[7] = 9;
+        assert!(matches!(
+            decode_control_request(&sync),
+            Err(FrameError::BadControlField { .. })
+        ));
+        let batch = encode_request(&id("e", 1), &batch_file("e", 1)).expect("encodes");
+        assert_eq!(stream_kind(&batch[..PREFIX_LEN]), Ok(StreamKind::Batch));
+        assert!(matches!(
+            decode_control_request(&batch),
+            Err(FrameError::UnexpectedKind { .. })
+        ));
+        assert!(matches!(
+            stream_kind(b"HGQ\0\x01\x00\x63\x00"),
+            Err(FrameError::UnexpectedKind { found: 0x63, .. })
+        ));
+        assert_eq!(
+            decode_control_request(b"GET / HT"),
+            Err(FrameError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn control_responses_round_trip_and_are_bounded() {
+        for response in [
+            ControlResponse::State {
+                version: 42,
+                body: br#"{"version":42}"#.to_vec(),
+            },
+            ControlResponse::Unchanged { version: 42 },
+            ControlResponse::Blob {
+                bytes: vec![0, 1, 2, 255],
+            },
+            ControlResponse::Blob { bytes: Vec::new() },
+            ControlResponse::Reject {
+                reason: RejectReason::NotFound,
+                message: "no blob".into(),
+            },
+        ] {
+            let bytes = encode_control_response(&response).expect("encodes");
+            assert_eq!(decode_control_response(&bytes), Ok(response.clone()));
+            assert!(matches!(
+                decode_control_response(&bytes[..bytes.len() - 1]),
+                Err(FrameError::Truncated { .. })
+            ));
+        }
+        let too_big = ControlResponse::State {
+            version: 1,
+            body: vec![b' '; MAX_STATE_LEN as usize + 1],
+        };
+        assert!(matches!(
+            encode_control_response(&too_big),
+            Err(EncodeError::ControlTooLarge { .. })
+        ));
+        // A declared length over the cap is refused before anything is read.
+        let mut state = encode_control_response(&ControlResponse::State {
+            version: 1,
+            body: vec![],
+        })
+        .expect("encodes");
+        state[15..19].copy_from_slice(&(MAX_STATE_LEN + 1).to_le_bytes());
+        assert!(matches!(
+            decode_control_response(&state),
+            Err(FrameError::PayloadLength { .. })
+        ));
+        let ack = encode_response(&Response::Ack {
+            batch_id: id("e", 1),
+        })
+        .expect("encodes");
+        assert!(matches!(
+            decode_control_response(&ack),
+            Err(FrameError::UnexpectedKind { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_request(&bytes);
             let _ = decode_response(&bytes);
+            let _ = decode_control_request(&bytes);
+            let _ = decode_control_response(&bytes);
+            let _ = stream_kind(&bytes);
         }
 
         #[test]
@@ -991,6 +1383,28 @@ mod tests {
             let bytes = encode_response(&response).expect("encodes");
             prop_assert!(bytes.len() <= MAX_RESPONSE_LEN);
             prop_assert_eq!(decode_response(&bytes), Ok(response));
+        }
+
+        #[test]
+        fn mutated_control_frames_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            version in any::<u64>(),
+        ) {
+            let mut request = encode_control_request(&ControlRequest::Sync { have_version: version });
+            let mut blob = encode_control_request(&ControlRequest::Blob { sha256: [1; 32] });
+            let mut state = encode_control_response(&ControlResponse::State { version, body: body.clone() }).expect("encodes");
+            let mut data = encode_control_response(&ControlResponse::Blob { bytes: body }).expect("encodes");
+            for (at, value) in &flips {
+                for frame in [&mut request, &mut blob, &mut state, &mut data] {
+                    let i = at.index(frame.len());
+                    frame[i] = *value;
+                }
+            }
+            let _ = decode_control_request(&request);
+            let _ = decode_control_request(&blob);
+            let _ = decode_control_response(&state);
+            let _ = decode_control_response(&data);
         }
     }
 }

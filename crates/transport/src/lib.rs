@@ -8,11 +8,13 @@
 //!   input. The layout is in its module doc.
 //! - [`endpoint`]: quinn endpoints from PEM files; central requires client
 //!   certificates that chain to the project CA and are not on its CRL.
-//! - [`client`]: the edge's `send_batch`.
+//! - [`client`]: the edge's `send_batch` and `control` requests.
 //! - [`server`]: central's accept loop, which takes the edge identity from
 //!   the verified certificate, refuses batch ids of other edges, answers
 //!   malformed streams with Reject, and hands good ones to a
-//!   [`BatchHandler`].
+//!   [`BatchHandler`] — or, for control requests (the edge asking for its
+//!   site directory, plugin chains and plugin blobs), to a
+//!   [`ControlHandler`].
 //!
 //! Must not: decide what a batch means or where it goes (the handler
 //! archives it; `hourglass_model` decodes it), retry or fail over (the
@@ -25,10 +27,12 @@ pub mod endpoint;
 pub mod server;
 
 pub use client::{Client, SendError};
-pub use codec::{ALPN, FrameError, RejectReason, Request, Response};
+pub use codec::{
+    ALPN, ControlRequest, ControlResponse, FrameError, RejectReason, Request, Response,
+};
 pub use endpoint::{
     ClientCerts, ServerCerts, SetupError, client_config, client_endpoint, server_config,
     server_endpoint,
 };
 pub use hourglass_pki::EdgeIdentity;
-pub use server::{BatchHandler, Server, ServerStats, StatsSnapshot, serve};
+pub use server::{BatchHandler, ControlHandler, Server, ServerStats, StatsSnapshot, serve};

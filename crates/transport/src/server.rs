@@ -23,7 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::codec::{FrameError, RejectReason, Request, RequestReader, Response, encode_response};
+use crate::codec::{
+    ControlRequest, ControlResponse, FrameError, PREFIX_LEN, RejectReason, Request, RequestReader,
+    Response, StreamKind, decode_control_request, encode_control_response, encode_response,
+    stream_kind,
+};
 
 /// Stream error code: central refused the request and is answering why.
 pub const STOP_REFUSED: VarInt = VarInt::from_u32(1);
@@ -48,6 +52,16 @@ pub trait BatchHandler: Send + Sync {
     async fn handle(&self, edge: EdgeIdentity, batch_id: BatchId, batch: Vec<u8>) -> Response;
 }
 
+/// What central answers on the control channel (see the codec's control
+/// frames). Only edges with a verified certificate get here.
+#[async_trait::async_trait]
+pub trait ControlHandler: Send + Sync {
+    /// The control state, or `Unchanged` when the edge has `have_version`.
+    async fn sync(&self, edge: &EdgeIdentity, have_version: u64) -> ControlResponse;
+    /// The plugin blob whose SHA-256 is `sha256`.
+    async fn blob(&self, edge: &EdgeIdentity, sha256: [u8; 32]) -> ControlResponse;
+}
+
 /// Counters a server keeps; read them with [`ServerStats::snapshot`].
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -60,6 +74,9 @@ pub struct ServerStats {
     rejected_edge_mismatch: AtomicU64,
     rejected_by_handler: AtomicU64,
     streams_failed: AtomicU64,
+    control_syncs: AtomicU64,
+    control_blobs: AtomicU64,
+    control_refused: AtomicU64,
 }
 
 /// A point-in-time copy of [`ServerStats`].
@@ -82,6 +99,11 @@ pub struct StatsSnapshot {
     /// Streams that ended without an answer (reset by the edge, connection
     /// lost, shutdown, handler answer not encodable).
     pub streams_failed: u64,
+    /// Control requests answered: Sync (State or Unchanged), Blob (bytes),
+    /// and refused ones (malformed, unknown blob, no state, control off).
+    pub control_syncs: u64,
+    pub control_blobs: u64,
+    pub control_refused: u64,
 }
 
 impl ServerStats {
@@ -97,6 +119,9 @@ impl ServerStats {
             rejected_edge_mismatch: get(&self.rejected_edge_mismatch),
             rejected_by_handler: get(&self.rejected_by_handler),
             streams_failed: get(&self.streams_failed),
+            control_syncs: get(&self.control_syncs),
+            control_blobs: get(&self.control_blobs),
+            control_refused: get(&self.control_refused),
         }
     }
 
@@ -121,6 +146,7 @@ pub struct Server {
 
 struct Shared {
     handler: Arc<dyn BatchHandler>,
+    control: Option<Arc<dyn ControlHandler>>,
     stats: Arc<ServerStats>,
 }
 
@@ -148,9 +174,19 @@ impl Server {
             endpoint,
             shared: Arc::new(Shared {
                 handler,
+                control: None,
                 stats: Arc::default(),
             }),
         }
+    }
+
+    /// Serves the control channel with `control` too (without it, control
+    /// requests are answered `Reject{Unsupported}`). Call before serving.
+    pub fn with_control(mut self, control: Arc<dyn ControlHandler>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.control = Some(control);
+        }
+        self
     }
 
     /// The live counters (they keep counting while the server runs).
@@ -259,7 +295,7 @@ async fn stream(
 ) {
     let stats = &shared.stats;
     let read = tokio::select! {
-        read = read_request(&mut recv, &edge) => read,
+        read = read_stream(&mut recv, &edge) => read,
         () = shutdown.cancelled() => {
             // Not yet ours: the edge keeps the batch and sends it again.
             let _ = recv.stop(RESET_SHUTTING_DOWN);
@@ -269,7 +305,11 @@ async fn stream(
         }
     };
     let response = match read {
-        Ok(Request { batch_id, payload }) => {
+        Ok(StreamRequest::Control(request)) => {
+            control(send, request, &edge, &shared).await;
+            return;
+        }
+        Ok(StreamRequest::Batch(Request { batch_id, payload })) => {
             let span = tracing::info_span!("batch", batch = %batch_id, bytes = payload.len());
             let response = shared
                 .handler
@@ -314,9 +354,123 @@ async fn stream(
     let _ = send.stopped().await;
 }
 
-async fn read_request(recv: &mut RecvStream, edge: &EdgeIdentity) -> Result<Request, Refusal> {
+/// What a stream carries.
+enum StreamRequest {
+    Batch(Request),
+    Control(ControlRequest),
+}
+
+/// Reads the prefix, then a batch request or a control request.
+async fn read_stream(recv: &mut RecvStream, edge: &EdgeIdentity) -> Result<StreamRequest, Refusal> {
+    let malformed = |error: FrameError| Refusal::Reject(RejectReason::Malformed, error.to_string());
+    let mut prefix = [0u8; PREFIX_LEN];
+    read_exact(recv, &mut prefix).await?;
+    match stream_kind(&prefix).map_err(malformed)? {
+        StreamKind::Batch => read_request(recv, edge, prefix)
+            .await
+            .map(StreamRequest::Batch),
+        StreamKind::Control { len } => {
+            // At most 40 bytes: a control request is tiny and fixed-size.
+            let mut bytes = vec![0u8; len];
+            bytes[..PREFIX_LEN].copy_from_slice(&prefix);
+            read_exact(recv, &mut bytes[PREFIX_LEN..]).await?;
+            expect_end(recv).await?;
+            decode_control_request(&bytes)
+                .map(StreamRequest::Control)
+                .map_err(malformed)
+        }
+    }
+}
+
+/// Fills `buf` from the stream; a stream that ends first is malformed.
+async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), Refusal> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match recv.read(&mut buf[filled..]).await {
+            Ok(Some(n)) => filled += n,
+            Ok(None) => {
+                return Err(Refusal::Reject(
+                    RejectReason::Malformed,
+                    FrameError::Truncated {
+                        needed: buf.len() as u64,
+                        got: filled as u64,
+                    }
+                    .to_string(),
+                ));
+            }
+            Err(error) => return Err(Refusal::Lost(error.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// A request is self-delimiting: the stream must end right after it.
+async fn expect_end(recv: &mut RecvStream) -> Result<(), Refusal> {
+    let mut extra = [0u8; 64];
+    match recv.read(&mut extra).await {
+        Ok(None) => Ok(()),
+        Ok(Some(n)) => Err(Refusal::Reject(
+            RejectReason::Malformed,
+            FrameError::TrailingBytes { extra: n as u64 }.to_string(),
+        )),
+        Err(error) => Err(Refusal::Lost(error.to_string())),
+    }
+}
+
+/// Answers one control request and finishes the stream.
+async fn control(
+    mut send: SendStream,
+    request: ControlRequest,
+    edge: &EdgeIdentity,
+    shared: &Shared,
+) {
+    let stats = &shared.stats;
+    let response = match (&shared.control, request) {
+        (None, _) => ControlResponse::Reject {
+            reason: RejectReason::Unsupported,
+            message: "this central does not serve the control channel".into(),
+        },
+        (Some(control), ControlRequest::Sync { have_version }) => {
+            control.sync(edge, have_version).await
+        }
+        (Some(control), ControlRequest::Blob { sha256 }) => control.blob(edge, sha256).await,
+    };
+    ServerStats::bump(match (&response, request) {
+        (ControlResponse::Reject { .. }, _) => &stats.control_refused,
+        (_, ControlRequest::Sync { .. }) => &stats.control_syncs,
+        (_, ControlRequest::Blob { .. }) => &stats.control_blobs,
+    });
+    let bytes = match encode_control_response(&response) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            ServerStats::bump(&stats.streams_failed);
+            tracing::error!(%error, "control answer cannot be encoded");
+            let _ = send.reset(RESET_INTERNAL);
+            return;
+        }
+    };
+    if let Err(error) = send.write_all(&bytes).await {
+        tracing::debug!(%error, "could not send the control answer");
+        return;
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}
+
+async fn read_request(
+    recv: &mut RecvStream,
+    edge: &EdgeIdentity,
+    prefix: [u8; PREFIX_LEN],
+) -> Result<Request, Refusal> {
     let malformed = |error: FrameError| Refusal::Reject(RejectReason::Malformed, error.to_string());
     let mut reader = RequestReader::new();
+    // The prefix is read already; the reader starts with exactly it.
+    let want = reader.unfilled();
+    if want.len() != PREFIX_LEN {
+        return Err(malformed(FrameError::ReaderFailed));
+    }
+    want.copy_from_slice(&prefix);
+    reader.advance(PREFIX_LEN).map_err(malformed)?;
     let mut head_checked = false;
     while !reader.is_complete() {
         match recv.read(reader.unfilled()).await {
@@ -339,14 +493,6 @@ async fn read_request(recv: &mut RecvStream, edge: &EdgeIdentity) -> Result<Requ
             }
         }
     }
-    // A request is self-delimiting: the stream must end right after it.
-    let mut extra = [0u8; 64];
-    match recv.read(&mut extra).await {
-        Ok(None) => {}
-        Ok(Some(n)) => {
-            return Err(malformed(FrameError::TrailingBytes { extra: n as u64 }));
-        }
-        Err(error) => return Err(Refusal::Lost(error.to_string())),
-    }
+    expect_end(recv).await?;
     reader.into_request().map_err(malformed)
 }

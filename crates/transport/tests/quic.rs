@@ -10,8 +10,9 @@ use hourglass_pki::{Ca, EdgeName, RevocationList, certificate_serial};
 use hourglass_transport::codec::{decode_response, encode_request};
 use hourglass_transport::server;
 use hourglass_transport::{
-    BatchHandler, Client, ClientCerts, EdgeIdentity, RejectReason, Response, SendError, Server,
-    ServerCerts, ServerStats, StatsSnapshot, client_endpoint, server_endpoint,
+    BatchHandler, Client, ClientCerts, ControlRequest, ControlResponse, EdgeIdentity, RejectReason,
+    Response, SendError, Server, ServerCerts, ServerStats, StatsSnapshot, client_endpoint,
+    server_endpoint,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -674,4 +675,151 @@ async fn certificates_from_a_cert_dir_work_and_its_revocations_hold() {
     })
     .await
     .expect("test finishes in time");
+}
+
+/// Answers control requests from fixed data, noting who asked.
+struct FixedControl {
+    version: u64,
+    blob: Vec<u8>,
+    asked_by: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl hourglass_transport::ControlHandler for FixedControl {
+    async fn sync(&self, edge: &EdgeIdentity, have_version: u64) -> ControlResponse {
+        self.asked_by
+            .lock()
+            .expect("not poisoned")
+            .push(edge.name.as_str().to_owned());
+        if have_version == self.version {
+            ControlResponse::Unchanged {
+                version: self.version,
+            }
+        } else {
+            ControlResponse::State {
+                version: self.version,
+                body: br#"{"version":7}"#.to_vec(),
+            }
+        }
+    }
+
+    async fn blob(&self, _edge: &EdgeIdentity, sha256: [u8; 32]) -> ControlResponse {
+        if sha256 == [1; 32] {
+            ControlResponse::Blob {
+                bytes: self.blob.clone(),
+            }
+        } else {
+            ControlResponse::Reject {
+                reason: RejectReason::NotFound,
+                message: "no such blob".into(),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn control_requests_share_the_connection_with_batches() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let mut pki = Pki::new();
+        let certs = pki.server_certs();
+        let edge = client(&pki.edge_certs("fra-1"));
+
+        // Without a control handler: a clear refusal, and batches still go.
+        let plain = start(&certs, Arc::new(Recorder::default()));
+        let conn = edge
+            .connect(plain.addr, SERVER_NAME)
+            .await
+            .expect("connects");
+        let answer = edge
+            .control(&conn, &ControlRequest::Sync { have_version: 0 })
+            .await
+            .expect("answered");
+        assert!(
+            matches!(
+                answer,
+                ControlResponse::Reject {
+                    reason: RejectReason::Unsupported,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        plain.stop().await;
+
+        let endpoint = server_endpoint(bind_addr(), &certs).expect("server endpoint binds");
+        let addr = endpoint.local_addr().expect("bound address");
+        let control = Arc::new(FixedControl {
+            version: 7,
+            // Bigger than one QUIC packet, many times over.
+            blob: (0..3_000_000u32).map(|i| (i % 251) as u8).collect(),
+            asked_by: Mutex::default(),
+        });
+        let server =
+            Server::new(endpoint, Arc::new(Recorder::default())).with_control(control.clone());
+        let stats = server.stats();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+        let conn = edge.connect(addr, SERVER_NAME).await.expect("connects");
+        assert_eq!(
+            edge.control(&conn, &ControlRequest::Sync { have_version: 0 })
+                .await
+                .expect("answered"),
+            ControlResponse::State {
+                version: 7,
+                body: br#"{"version":7}"#.to_vec()
+            }
+        );
+        assert_eq!(
+            edge.control(&conn, &ControlRequest::Sync { have_version: 7 })
+                .await
+                .expect("answered"),
+            ControlResponse::Unchanged { version: 7 }
+        );
+        assert_eq!(
+            edge.control(&conn, &ControlRequest::Blob { sha256: [1; 32] })
+                .await
+                .expect("answered"),
+            ControlResponse::Blob {
+                bytes: control.blob.clone()
+            }
+        );
+        assert!(matches!(
+            edge.control(&conn, &ControlRequest::Blob { sha256: [2; 32] })
+                .await
+                .expect("answered"),
+            ControlResponse::Reject {
+                reason: RejectReason::NotFound,
+                ..
+            }
+        ));
+        // A batch on the same connection, between control requests.
+        let response = edge
+            .send_batch(&conn, &id("fra-1", 1), &batch_file("fra-1", 1))
+            .await
+            .expect("sent");
+        assert_eq!(
+            response,
+            Response::Ack {
+                batch_id: id("fra-1", 1)
+            }
+        );
+        // The identity is the certificate's.
+        assert_eq!(
+            *control.asked_by.lock().expect("not poisoned"),
+            ["fra-1", "fra-1"]
+        );
+        let snapshot = stats.snapshot();
+        assert_eq!(
+            (
+                snapshot.control_syncs,
+                snapshot.control_blobs,
+                snapshot.control_refused
+            ),
+            (2, 1, 1)
+        );
+        shutdown.cancel();
+        task.await.expect("server stops");
+    })
+    .await
+    .expect("within the test timeout");
 }

@@ -27,6 +27,7 @@
 
 mod catalog;
 mod config;
+pub mod control;
 mod error;
 mod event_row;
 mod goals;
@@ -42,6 +43,7 @@ mod warehouse;
 
 pub use catalog::{AppliedMigration, ColumnInfo, TableInfo};
 pub use config::WarehouseConfig;
+pub use control::{ControlRows, PluginBindingRow, SiteStream};
 pub use error::WarehouseError;
 pub use event_row::{MAX_TIMESTAMP_S, unix_seconds};
 pub use goals::{FunnelRow, GoalRow, MAX_FUNNEL_STEPS};
