@@ -27,13 +27,18 @@ impl<P: Plugin> Instance<P> {
         &self.plugin
     }
 
-    /// Runs the plugin over every event of the batch, in order.
+    /// Runs the plugin over every event of the batch, in order, one event
+    /// at a time: each is built from the columns, processed, and its
+    /// outcome written out before the next.
     pub fn process(&mut self, batch: Batch) -> Outcomes {
-        let outcomes: Vec<Outcome> = events(batch)
-            .into_iter()
-            .map(|event| self.plugin.process(event))
-            .collect();
-        encode(outcomes, &self.writes)
+        let len = batch.len as usize;
+        let mut out = Encoder::new(len, &self.writes);
+        let mut next_prop = 0usize;
+        for i in 0..len {
+            let event = event(&batch, i, &mut next_prop);
+            out.push(self.plugin.process(event));
+        }
+        out.finish()
     }
 }
 
@@ -66,16 +71,15 @@ fn text_mut(event: &mut Event, field: Field) -> Option<&mut String> {
     })
 }
 
-/// The values of a [`Text`], in order (empty past its end or on bad
-/// offsets: the host writes them, so that does not happen).
-fn values(text: &Text) -> impl Iterator<Item = &str> {
-    let mut start = 0usize;
-    text.ends.iter().map(move |&end| {
-        let end = end as usize;
-        let value = text.data.get(start..end).unwrap_or("");
-        start = end;
-        value
-    })
+/// Value `i` of a [`Text`] (empty on bad offsets: the host writes them,
+/// so that does not happen).
+fn nth(text: &Text, i: usize) -> &str {
+    let start = match i.checked_sub(1) {
+        Some(before) => text.ends.get(before).map_or(0, |&e| e as usize),
+        None => 0,
+    };
+    let end = text.ends.get(i).map_or(start, |&e| e as usize);
+    text.data.get(start..end).unwrap_or("")
 }
 
 fn push(text: &mut Text, value: &str) {
@@ -84,102 +88,114 @@ fn push(text: &mut Text, value: &str) {
         .push(u32::try_from(text.data.len()).unwrap_or(u32::MAX));
 }
 
-fn empty_text() -> Text {
+fn empty_text(values: usize) -> Text {
     Text {
         data: String::new(),
-        ends: Vec::new(),
+        ends: Vec::with_capacity(values),
     }
 }
 
-/// The batch as events.
-fn events(batch: Batch) -> Vec<Event> {
-    let mut events = vec![Event::default(); batch.len as usize];
+/// Event `i` of the batch; `next_prop` is where its props start (events
+/// are built in order).
+fn event(batch: &Batch, i: usize, next_prop: &mut usize) -> Event {
+    let mut event = Event::default();
     for column in &batch.columns {
-        for (event, value) in events.iter_mut().zip(values(&column.values)) {
-            if let Some(slot) = text_mut(event, column.field) {
-                value.clone_into(slot);
-            }
+        if let Some(slot) = text_mut(&mut event, column.field) {
+            nth(&column.values, i).clone_into(slot);
         }
     }
     if let Some(props) = &batch.props {
-        let mut pairs = values(&props.keys).zip(values(&props.values));
-        for (event, &count) in events.iter_mut().zip(&props.counts) {
-            event.props = pairs
-                .by_ref()
-                .take(count as usize)
-                .map(|(key, value)| Prop {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                })
-                .collect();
-        }
+        let count = props.counts.get(i).map_or(0, |&c| c as usize);
+        let first = *next_prop;
+        *next_prop = first.saturating_add(count);
+        event.props = (first..*next_prop)
+            .map(|p| Prop {
+                key: nth(&props.keys, p).to_owned(),
+                value: nth(&props.values, p).to_owned(),
+            })
+            .collect();
     }
     if let Some(is_bot) = &batch.is_bot {
-        for (event, &bot) in events.iter_mut().zip(is_bot) {
-            event.is_bot = bot;
-        }
+        event.is_bot = is_bot.get(i).copied().unwrap_or(false);
     }
-    events
+    event
 }
 
-/// Outcomes as actions, drop reasons, and columns of the `writes` fields
-/// for the modified events.
-fn encode(outcomes: Vec<Outcome>, writes: &[Field]) -> Outcomes {
-    let mut actions = Vec::with_capacity(outcomes.len());
-    let mut drops = Vec::new();
-    let mut modified = Vec::new();
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Keep => actions.push(Action::Keep),
-            Outcome::Modify(event) => {
-                actions.push(Action::Modify);
-                modified.push(event);
-            }
-            Outcome::Drop(DropReason { reason, field }) => {
-                actions.push(Action::Drop);
-                drops.push(crate::wire::DropReason { reason, field });
+/// Outcomes as they come: actions, drop reasons, and the `writes` fields
+/// of the modified events, by column.
+struct Encoder {
+    actions: Vec<Action>,
+    drops: Vec<crate::wire::DropReason>,
+    columns: Vec<TextColumn>,
+    props: Option<PropsColumn>,
+    is_bot: Option<Vec<bool>>,
+}
+
+impl Encoder {
+    fn new(len: usize, writes: &[Field]) -> Self {
+        let mut out = Encoder {
+            actions: Vec::with_capacity(len),
+            drops: Vec::new(),
+            columns: Vec::new(),
+            props: None,
+            is_bot: None,
+        };
+        for &field in writes {
+            match field {
+                Field::Props => {
+                    out.props = Some(PropsColumn {
+                        counts: Vec::new(),
+                        keys: empty_text(0),
+                        values: empty_text(0),
+                    });
+                }
+                Field::IsBot => out.is_bot = Some(Vec::new()),
+                _ => out.columns.push(TextColumn {
+                    field,
+                    values: empty_text(0),
+                }),
             }
         }
+        out
     }
-    let mut columns = Vec::new();
-    let mut props = None;
-    let mut is_bot = None;
-    for &field in writes {
-        match field {
-            Field::Props => {
-                let mut column = PropsColumn {
-                    counts: Vec::with_capacity(modified.len()),
-                    keys: empty_text(),
-                    values: empty_text(),
-                };
-                for event in &modified {
-                    column
+
+    fn push(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Keep => self.actions.push(Action::Keep),
+            Outcome::Modify(mut event) => {
+                self.actions.push(Action::Modify);
+                for column in &mut self.columns {
+                    if let Some(value) = text_mut(&mut event, column.field) {
+                        push(&mut column.values, value);
+                    }
+                }
+                if let Some(props) = &mut self.props {
+                    props
                         .counts
                         .push(u32::try_from(event.props.len()).unwrap_or(u32::MAX));
                     for p in &event.props {
-                        push(&mut column.keys, &p.key);
-                        push(&mut column.values, &p.value);
+                        push(&mut props.keys, &p.key);
+                        push(&mut props.values, &p.value);
                     }
                 }
-                props = Some(column);
+                if let Some(is_bot) = &mut self.is_bot {
+                    is_bot.push(event.is_bot);
+                }
             }
-            Field::IsBot => is_bot = Some(modified.iter().map(|e| e.is_bot).collect()),
-            _ => {
-                let mut values = empty_text();
-                for event in &mut modified {
-                    if let Some(value) = text_mut(event, field) {
-                        push(&mut values, value);
-                    }
-                }
-                columns.push(TextColumn { field, values });
+            Outcome::Drop(DropReason { reason, field }) => {
+                self.actions.push(Action::Drop);
+                self.drops.push(crate::wire::DropReason { reason, field });
             }
         }
     }
-    Outcomes {
-        actions,
-        columns,
-        props,
-        is_bot,
-        drops,
+
+    fn finish(self) -> Outcomes {
+        Outcomes {
+            actions: self.actions,
+            columns: self.columns,
+            props: self.props,
+            is_bot: self.is_bot,
+            drops: self.drops,
+        }
     }
 }
