@@ -363,3 +363,111 @@ pub(crate) fn output_bytes(outcomes: &wit::Outcomes) -> usize {
     let drops: usize = outcomes.drops.iter().map(|d| d.reason.len()).sum();
     columns + props + drops
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(data: &str, ends: &[u32]) -> wit::Text {
+        wit::Text {
+            data: data.to_owned(),
+            ends: ends.to_vec(),
+        }
+    }
+
+    fn answer(actions: &[wit::Action], columns: Vec<wit::TextColumn>) -> wit::Outcomes {
+        wit::Outcomes {
+            actions: actions.to_vec(),
+            columns,
+            props: None,
+            is_bot: None,
+            drops: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_declared_fields_cross_and_come_back() {
+        let mut event = Event {
+            name: "pageview".into(),
+            pathname: "/ä".into(),
+            props: vec![Prop {
+                key: "plan".into(),
+                value: "pro".into(),
+            }],
+            ..Event::default()
+        };
+        let hit = HitContext {
+            user_agent: "UA",
+            ..HitContext::default()
+        };
+        let reads = FieldSet::of(&[Field::Pathname, Field::UserAgent, Field::Props]);
+        let batch = batch([(&event, hit, false)].into_iter(), 1, reads);
+        let fields: Vec<Field> = batch.columns.iter().map(|c| c.field).collect();
+        assert_eq!(fields, [Field::Pathname, Field::UserAgent]);
+        assert_eq!(nth(&batch.columns[0].values, 0), "/ä");
+        assert_eq!(
+            batch.props.as_ref().map(|p| p.counts.clone()),
+            Some(vec![1])
+        );
+        assert!(batch.is_bot.is_none());
+
+        // Writes to `name` (declared) and `country` (not) come back: only
+        // `name` is taken.
+        let outcomes = answer(
+            &[wit::Action::Modify],
+            vec![
+                wit::TextColumn {
+                    field: Field::Name,
+                    values: text("signup", &[6]),
+                },
+                wit::TextColumn {
+                    field: Field::Country,
+                    values: text("XX", &[2]),
+                },
+            ],
+        );
+        check(&outcomes, 1).unwrap();
+        let mut is_bot = false;
+        Modified::new(&outcomes, FieldSet::of(&[Field::Name])).apply_next(&mut event, &mut is_bot);
+        assert_eq!(
+            (event.name.as_str(), event.country.as_str()),
+            ("signup", "")
+        );
+    }
+
+    #[test]
+    fn a_malformed_answer_is_refused_not_trusted() {
+        use wit::Action::{Drop, Keep, Modify};
+        let column = |data: &str, ends: &[u32]| {
+            vec![wit::TextColumn {
+                field: Field::Browser,
+                values: text(data, ends),
+            }]
+        };
+        // (answer, events in the batch, what is wrong)
+        let cases = [
+            (answer(&[Keep, Keep], vec![]), 1, "2 outcomes for 1 events"),
+            (answer(&[Drop], vec![]), 1, "0 drop reasons"),
+            (answer(&[Modify], column("ab", &[1, 2])), 1, "2 values"),
+            (answer(&[Modify], column("ab", &[3])), 1, "bad offset 3"),
+            // Inside the two bytes of `é`.
+            (answer(&[Modify], column("é", &[1])), 1, "bad offset 1"),
+            (
+                answer(&[Modify, Modify], column("ab", &[2, 1])),
+                2,
+                "bad offset 1",
+            ),
+        ];
+        for (outcomes, len, problem) in cases {
+            let err = check(&outcomes, len).expect_err(problem);
+            assert!(err.contains(problem), "{err} (wanted {problem})");
+        }
+        let mut props = answer(&[Modify], vec![]);
+        props.props = Some(wit::PropsColumn {
+            counts: vec![u32::MAX],
+            keys: text("", &[]),
+            values: text("", &[]),
+        });
+        assert!(check(&props, 1).is_err());
+    }
+}

@@ -199,3 +199,91 @@ impl Encoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(values: &[&str]) -> Text {
+        let mut t = empty_text(values.len());
+        for v in values {
+            push(&mut t, v);
+        }
+        t
+    }
+
+    /// Upper-cases `name`, copies `country` into `city`, adds a prop, flags
+    /// events named `bot`, drops events named `drop`.
+    struct Toy;
+
+    impl Plugin for Toy {
+        fn init(_config: &str, _data: &[u8]) -> Result<Self, String> {
+            Ok(Toy)
+        }
+        fn fields(&self) -> DeclaredFields {
+            DeclaredFields {
+                reads: vec![Field::Name, Field::Country, Field::Props, Field::IsBot],
+                writes: vec![Field::City, Field::Props, Field::IsBot],
+            }
+        }
+        fn process(&mut self, mut event: Event) -> Outcome {
+            match event.name.as_str() {
+                "drop" => crate::drop_event("dropped", Some(Field::Name)),
+                "keep" => Outcome::Keep,
+                name => {
+                    event.is_bot = name == "bot" || event.is_bot;
+                    event.city = format!("{}-{}", event.country, event.props.len());
+                    event.props.push(Prop {
+                        key: "k".into(),
+                        value: "ü".into(),
+                    });
+                    Outcome::Modify(event)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_by_columns_round_trips_through_the_per_event_trait() {
+        let (mut toy, fields) = Instance::<Toy>::init("", &[]).unwrap();
+        assert_eq!(fields.writes.len(), 3);
+        let batch = Batch {
+            len: 4,
+            columns: vec![
+                TextColumn {
+                    field: Field::Name,
+                    values: text(&["keep", "bot", "drop", "ünïcode"]),
+                },
+                TextColumn {
+                    field: Field::Country,
+                    values: text(&["DE", "", "FR", "JP"]),
+                },
+            ],
+            props: Some(PropsColumn {
+                counts: vec![0, 2, 0, 1],
+                keys: text(&["a", "b", "c"]),
+                values: text(&["1", "2", "3"]),
+            }),
+            is_bot: Some(vec![false, false, false, true]),
+        };
+        let out = toy.process(batch);
+        assert_eq!(
+            out.actions,
+            [Action::Keep, Action::Modify, Action::Drop, Action::Modify]
+        );
+        assert_eq!(out.drops.len(), 1);
+        assert_eq!(out.drops[0].reason, "dropped");
+        assert_eq!(out.drops[0].field, Some(Field::Name));
+        // Only the declared writes come back, for the modified events only.
+        assert_eq!(out.columns.len(), 1);
+        assert_eq!(out.columns[0].field, Field::City);
+        let cities: Vec<&str> = (0..2).map(|i| nth(&out.columns[0].values, i)).collect();
+        assert_eq!(cities, ["-2", "JP-1"]);
+        let props = out.props.as_ref().unwrap();
+        assert_eq!(props.counts, [3, 2]);
+        let keys: Vec<&str> = (0..5).map(|i| nth(&props.keys, i)).collect();
+        assert_eq!(keys, ["a", "b", "k", "c", "k"]);
+        assert_eq!(nth(&props.values, 4), "ü");
+        assert_eq!(out.is_bot, Some(vec![true, true]));
+    }
+}
