@@ -31,7 +31,7 @@ pub struct Limits {
     /// Wall-clock backstop for one call (fuel is the deterministic limit).
     pub deadline: Duration,
     /// Most bytes of strings one call may return, per event of the batch
-    /// (all of an outcome's strings count, declared or not); more is the
+    /// (every string of the answer counts, declared or not); more is the
     /// failure `oversized_output`. The memory cap bounds what the host
     /// copies out before it can check.
     pub output_bytes_per_event: usize,
