@@ -546,6 +546,14 @@ fn hostile_uploads_are_refused_with_the_step_that_failed() {
             "world",
             "`init`",
         ),
+        // Built against the previous version of the world.
+        (
+            "old-world",
+            component("old-world"),
+            "",
+            "world",
+            "hourglass:plugin/types@0.1.0",
+        ),
         (
             "init-error",
             misbehave.clone(),
@@ -642,7 +650,7 @@ fn hostile_uploads_are_refused_with_the_step_that_failed() {
         ("decode", 2.0),
         ("compile", 1.0),
         ("imports", 1.0),
-        ("world", 1.0),
+        ("world", 2.0),
         ("init", 2.0),
         ("dry-run", 6.0),
     ] {

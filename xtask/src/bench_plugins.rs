@@ -297,9 +297,18 @@ fn markdown(r: &Value) -> String {
     let p = &wasm["passthrough"];
     let _ = writeln!(
         t,
-        "## Host↔guest cost: one passthrough plugin\n\n{} ns per event (target ≤ {TARGET_PASSTHROUGH_NS}): a chain of passthrough minus an empty chain ({} ns per event of building the batch).\n\n| batch | ns/event |\n|---:|---:|",
+        "## Host↔guest cost: one passthrough plugin\n\n{} ns per event (target ≤ {TARGET_PASSTHROUGH_NS}): a chain of passthrough minus an empty chain ({} ns per event of building the batch).\n",
         fmt(num(&p["ns_per_event"]), 0),
         fmt(num(&p["empty_chain_ns_per_event"]), 0),
+    );
+    let _ = writeln!(
+        t,
+        "Guest work per event: passthrough {} fuel. Reading every field: {} ns, {} fuel per event; reading and writing back every field: {} ns, {} fuel per event.\n\n| batch | ns/event |\n|---:|---:|",
+        fmt(num(&p["fuel_per_event"]), 0),
+        fmt(num(&p["reads_all"]["ns_per_event"]), 0),
+        fmt(num(&p["reads_all"]["fuel_per_event"]), 0),
+        fmt(num(&p["modifies_all"]["ns_per_event"]), 0),
+        fmt(num(&p["modifies_all"]["fuel_per_event"]), 0),
     );
     if let Some(by) = p["ns_per_event_by_batch"].as_object() {
         let mut rows: Vec<(usize, f64)> = by

@@ -80,7 +80,7 @@ pub fn build() -> Result<PathBuf> {
 }
 
 /// The guests' own unit tests, built for this machine (the guest
-/// workspace targets wasm by default). Only plugins that have them.
+/// workspace targets wasm by default). Only crates that have them.
 pub fn test_native() -> Result<()> {
     let host = Command::new("rustc")
         .args(["--print", "host-tuple"])
@@ -99,6 +99,8 @@ pub fn test_native() -> Result<()> {
                 "--locked",
                 "-p",
                 "geo",
+                "-p",
+                "hourglass-plugin-sdk",
                 "--target",
                 &host,
                 "--target-dir",

@@ -236,6 +236,28 @@ fn main() -> Result<()> {
     let (pass_ns, _) = run_chain(&mut pass_chain, &hits, args.batch, args.passes);
     let mut empty = Chain::new("bench", Vec::new());
     let (empty_ns, _) = run_chain(&mut empty, &hits, args.batch, args.passes);
+    // The same plugin reading every field, and reading and writing back
+    // every field: the cost of the fields themselves crossing.
+    let mut wide = serde_json::Map::new();
+    for (key, config) in [
+        ("reads_all", "fields = all"),
+        ("modifies_all", "modify = true"),
+    ] {
+        let mut c = Chain::new("bench", vec![load("passthrough", config, Vec::new())?]);
+        let (ns, _) = run_chain(&mut c, &hits, args.batch, args.passes);
+        let s = &c.stats()[0];
+        wide.insert(
+            key.to_owned(),
+            json!({
+                "ns_per_event": ns - empty_ns,
+                "fuel_per_event": s.fuel_used as f64 / s.events_in.max(1) as f64,
+            }),
+        );
+    }
+    let pass_fuel = {
+        let s = &pass_chain.stats()[0];
+        s.fuel_used as f64 / s.events_in.max(1) as f64
+    };
     let mut pass_batch_sizes = serde_json::Map::new();
     for batch in [1, 10, 100, 1000, 5000] {
         let (ns, _) = run_chain(&mut pass_chain, &hits, batch, 1);
@@ -271,6 +293,9 @@ fn main() -> Result<()> {
             "ns_per_event": pass_ns - empty_ns,
             "ns_per_event_gross": pass_ns,
             "empty_chain_ns_per_event": empty_ns,
+            "fuel_per_event": pass_fuel,
+            "reads_all": wide["reads_all"],
+            "modifies_all": wide["modifies_all"],
             "ns_per_event_by_batch": pass_batch_sizes,
         },
         "runaway": {

@@ -146,12 +146,13 @@ impl PluginChain for Chain {
                 break;
             }
             let context = |item: &Item| item.context.map(|i| contexts[i]).unwrap_or_default();
-            let batch: Vec<wit::Event> = items
-                .iter()
-                .map(|item| {
-                    fields::to_wit(&item.event, &context(item), item.is_bot, slot.plugin.reads)
-                })
-                .collect();
+            let batch = fields::batch(
+                items
+                    .iter()
+                    .map(|item| (&item.event, context(item), item.is_bot)),
+                items.len(),
+                slot.plugin.reads,
+            );
             match slot.call(&batch) {
                 Ok(outcomes) => {
                     items = slot.apply(items, outcomes, &mut rejects);
@@ -182,16 +183,16 @@ impl PluginChain for Chain {
 impl Slot {
     /// One `process` call, instantiating first when needed; the instance is
     /// dropped on any failure.
-    fn call(&mut self, batch: &[wit::Event]) -> Result<Vec<wit::Outcome>, Failure> {
+    fn call(&mut self, batch: &wit::Batch) -> Result<wit::Outcomes, Failure> {
         let started = Instant::now();
         let result = self.call_untimed(batch);
         self.stats.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         result
     }
 
-    fn call_untimed(&mut self, batch: &[wit::Event]) -> Result<Vec<wit::Outcome>, Failure> {
+    fn call_untimed(&mut self, batch: &wit::Batch) -> Result<wit::Outcomes, Failure> {
         self.stats.calls += 1;
-        self.stats.events_in += batch.len() as u64;
+        self.stats.events_in += u64::from(batch.len);
         let mut instance = match self.instance.take() {
             Some(instance) => instance,
             None => {
@@ -199,44 +200,37 @@ impl Slot {
                 self.plugin.instantiate()?.0
             }
         };
+        // Checks the answer too: a wrong count is `bad_output`.
         let (result, fuel) = instance.process_metered(batch, &self.plugin.limits);
         self.stats.fuel_used += fuel;
         let outcomes = result?;
-        if outcomes.len() != batch.len() {
-            return Err(Failure {
-                kind: "bad_output",
-                message: format!(
-                    "bad_output: {} outcomes for {} events",
-                    outcomes.len(),
-                    batch.len()
-                ),
-            });
-        }
         self.instance = Some(instance);
         Ok(outcomes)
     }
 
+    /// Applies a checked answer: keeps, takes back the declared writes of
+    /// modified events, rejects the dropped ones.
     fn apply(
         &mut self,
         items: Vec<Item>,
-        outcomes: Vec<wit::Outcome>,
+        outcomes: wit::Outcomes,
         rejects: &mut Vec<Reject>,
     ) -> Vec<Item> {
         let mut kept = Vec::with_capacity(items.len());
-        for (mut item, outcome) in items.into_iter().zip(outcomes) {
-            match outcome {
-                wit::Outcome::Keep => kept.push(item),
-                wit::Outcome::Modify(modified) => {
-                    fields::apply(
-                        &mut item.event,
-                        &mut item.is_bot,
-                        modified,
-                        self.plugin.writes,
-                    );
+        let mut modified = fields::Modified::new(&outcomes, self.plugin.writes);
+        let mut drops = outcomes.drops.iter();
+        for (mut item, action) in items.into_iter().zip(&outcomes.actions) {
+            match action {
+                wit::Action::Keep => kept.push(item),
+                wit::Action::Modify => {
+                    modified.apply_next(&mut item.event, &mut item.is_bot);
                     kept.push(item);
                 }
-                wit::Outcome::Drop(DropReason { reason, field }) => {
-                    let reason = label(&reason);
+                wit::Action::Drop => {
+                    let (reason, field) = match drops.next() {
+                        Some(DropReason { reason, field }) => (label(reason), *field),
+                        None => ("invalid_reason".to_owned(), None),
+                    };
                     *self.stats.drops.entry(reason.clone()).or_default() += 1;
                     rejects.push(Reject {
                         hit_index: item.event.hit_index,

@@ -31,7 +31,7 @@ pub struct Limits {
     /// Wall-clock backstop for one call (fuel is the deterministic limit).
     pub deadline: Duration,
     /// Most bytes of strings one call may return, per event of the batch
-    /// (all of an outcome's strings count, declared or not); more is the
+    /// (every string of the answer counts, declared or not); more is the
     /// failure `oversized_output`. The memory cap bounds what the host
     /// copies out before it can check.
     pub output_bytes_per_event: usize,
@@ -204,6 +204,20 @@ impl Host {
                 ),
             ));
         }
+        // Built against another version of the world: say which, rather
+        // than a type mismatch.
+        if let Some(other) = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .find(|name| name.starts_with("hourglass:plugin/") && !name.ends_with(WORLD_VERSION))
+        {
+            return Err(refuse(
+                LoadStep::World,
+                format!(
+                    "it is built against `{other}`; this host runs hourglass:plugin{WORLD_VERSION} plugins only: rebuild it with the current SDK"
+                ),
+            ));
+        }
         let exports: Vec<(&str, ComponentItem)> = ty
             .exports(&self.engine)
             .map(|(name, item)| (name, item.ty))
@@ -266,16 +280,14 @@ impl Host {
         loaded.declared = declared;
 
         let sample = sample_event();
-        let batch = [fields::to_wit(&sample, &SAMPLE_HIT, false, loaded.reads)];
-        let outcomes = instance
+        let batch = fields::batch(
+            std::iter::once((&sample, SAMPLE_HIT, false)),
+            1,
+            loaded.reads,
+        );
+        instance
             .process(&batch, &loaded.limits)
             .map_err(|f| refuse(LoadStep::DryRun, f.to_string()))?;
-        if outcomes.len() != 1 {
-            return Err(refuse(
-                LoadStep::DryRun,
-                format!("it returned {} outcomes for 1 event", outcomes.len()),
-            ));
-        }
         Ok(loaded)
     }
 }
@@ -315,6 +327,9 @@ fn check_header(wasm: &[u8]) -> Result<(), String> {
         )),
     }
 }
+
+/// The version of the `hourglass:plugin` package this host runs.
+const WORLD_VERSION: &str = "@0.2.0";
 
 const SAMPLE_HIT: HitContext<'static> = HitContext {
     user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
@@ -429,44 +444,46 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// One `process` call within the call limits.
+    /// One `process` call within the call limits; the answer is checked
+    /// (one action per event, sizes, offsets).
     pub(crate) fn process(
         &mut self,
-        batch: &[wit::Event],
+        batch: &wit::Batch,
         limits: &Limits,
-    ) -> Result<Vec<wit::Outcome>, Failure> {
+    ) -> Result<wit::Outcomes, Failure> {
         self.process_metered(batch, limits).0
     }
 
     /// [`process`](Self::process) and the fuel it used.
     pub(crate) fn process_metered(
         &mut self,
-        batch: &[wit::Event],
+        batch: &wit::Batch,
         limits: &Limits,
-    ) -> (Result<Vec<wit::Outcome>, Failure>, u64) {
-        let budget = limits.fuel_for(batch.len());
+    ) -> (Result<wit::Outcomes, Failure>, u64) {
+        let events = batch.len as usize;
+        let budget = limits.fuel_for(events);
         arm(&mut self.store, budget, limits);
         let result = self
             .plugin
             .call_process(&mut self.store, batch)
             .map_err(|e| Failure::from_error("in process", &e, &self.store));
         let used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let allowed = limits
-            .output_bytes_per_event
-            .saturating_mul(batch.len().max(1));
+        let allowed = limits.output_bytes_per_event.saturating_mul(events.max(1));
         let result = result.and_then(|outcomes| {
-            let bytes: usize = outcomes.iter().map(fields::output_bytes).sum();
+            let bytes = fields::output_bytes(&outcomes);
             if bytes > allowed {
-                Err(Failure {
+                return Err(Failure {
                     kind: "oversized_output",
                     message: format!(
-                        "oversized_output: {bytes} bytes of strings returned for {} events (at most {allowed})",
-                        batch.len()
+                        "oversized_output: {bytes} bytes of strings returned for {events} events (at most {allowed})"
                     ),
-                })
-            } else {
-                Ok(outcomes)
+                });
             }
+            fields::check(&outcomes, events).map_err(|problem| Failure {
+                kind: "bad_output",
+                message: format!("bad_output: {problem}"),
+            })?;
+            Ok(outcomes)
         });
         (result, used)
     }

@@ -390,6 +390,14 @@ fn hostile_components_are_refused_at_load_with_the_step_that_failed() {
     assert_eq!(step, LoadStep::World);
     assert!(message.contains("`init`"), "{message}");
 
+    // A plugin of the previous version of the world is named as such.
+    let (step, message) = refused(&host, raw("old-world", component("old-world")));
+    assert_eq!(step, LoadStep::World);
+    assert!(
+        message.contains("hourglass:plugin/types@0.1.0") && message.contains("0.2.0"),
+        "{message}"
+    );
+
     let (step, message) = refused(
         &host,
         source("misbehave", "mode = init-error", FailurePolicy::SkipPlugin),

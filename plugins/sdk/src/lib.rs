@@ -22,6 +22,11 @@
 //! hourglass_plugin_sdk::plugin!(Shout);
 //! ```
 //!
+//! The host hands a plugin a batch by columns, carrying only the fields it
+//! declared (`plugins/wit`); [`Instance`] turns it into [`Event`]s for the
+//! per-event trait and the outcomes back into columns of the declared
+//! writes only.
+//!
 //! It owns the guest side of `plugins/wit` and helpers every plugin needs
 //! (config lines, URL pieces). It must not import anything from the host:
 //! a plugin is a pure function of its config, its data and its events.
@@ -39,10 +44,76 @@ pub mod bindings {
     });
 }
 
-pub use bindings::hourglass::plugin::types::{
-    DeclaredFields, DropReason, Event, Field, Outcome, Prop,
-};
+pub use bindings::hourglass::plugin::types::{DeclaredFields, Field};
 pub use bindings::{Guest, export};
+
+/// The world's batch types as they cross the boundary (columns); a
+/// [`Plugin`] never sees them, [`Instance`] converts.
+pub mod wire {
+    pub use crate::bindings::hourglass::plugin::types::{
+        Action, Batch, DropReason, Outcomes, PropsColumn, Text, TextColumn,
+    };
+}
+
+mod columns;
+pub use columns::Instance;
+
+/// A custom property of an event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prop {
+    pub key: String,
+    pub value: String,
+}
+
+/// One event as a plugin sees it: the fields it declared it reads are
+/// filled, the others are empty strings / `false` / no props. The WIT
+/// `batch` comments say what each field holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub name: String,
+    pub hostname: String,
+    pub pathname: String,
+    pub referrer: String,
+    pub user_agent: String,
+    pub client_ip: String,
+    pub language: String,
+    pub props: Vec<Prop>,
+    pub browser: String,
+    pub browser_version: String,
+    pub os: String,
+    pub os_version: String,
+    pub device: String,
+    pub country: String,
+    pub region: String,
+    pub city: String,
+    pub source: String,
+    pub channel: String,
+    pub utm_source: String,
+    pub utm_medium: String,
+    pub utm_campaign: String,
+    pub utm_content: String,
+    pub utm_term: String,
+    pub is_bot: bool,
+}
+
+/// Why an event is dropped: `reason` is a lower_snake_case label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropReason {
+    pub reason: String,
+    pub field: Option<Field>,
+}
+
+/// What to do with one event.
+// `Modify` carries the event by value, as plugins write it; outcomes are
+// encoded one at a time, never stored in bulk, so the size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Keep,
+    /// The declared `writes` fields are taken from this event.
+    Modify(Event),
+    Drop(DropReason),
+}
 
 /// A plugin, one event at a time. One value lives per instance: the host
 /// calls [`Plugin::init`] once, then [`Plugin::process`] for every event of
@@ -118,8 +189,9 @@ macro_rules! plugin {
             struct HourglassPluginExport;
 
             ::std::thread_local! {
-                static HOURGLASS_PLUGIN: ::core::cell::RefCell<::core::option::Option<$ty>> =
-                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+                static HOURGLASS_PLUGIN: ::core::cell::RefCell<
+                    ::core::option::Option<$crate::Instance<$ty>>,
+                > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
 
             impl $crate::Guest for HourglassPluginExport {
@@ -127,24 +199,18 @@ macro_rules! plugin {
                     config: ::std::string::String,
                     data: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<$crate::DeclaredFields, ::std::string::String> {
-                    let plugin = <$ty as $crate::Plugin>::init(&config, &data)?;
-                    let fields = $crate::Plugin::fields(&plugin);
+                    let (instance, fields) = $crate::Instance::<$ty>::init(&config, &data)?;
                     HOURGLASS_PLUGIN
-                        .with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(plugin));
+                        .with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(instance));
                     ::core::result::Result::Ok(fields)
                 }
 
-                fn process(
-                    batch: ::std::vec::Vec<$crate::Event>,
-                ) -> ::std::vec::Vec<$crate::Outcome> {
+                fn process(batch: $crate::wire::Batch) -> $crate::wire::Outcomes {
                     HOURGLASS_PLUGIN.with(|cell| {
                         let mut cell = cell.borrow_mut();
                         // The host calls `init` first on every instance.
-                        let plugin = cell.as_mut().expect("the host calls init before process");
-                        batch
-                            .into_iter()
-                            .map(|event| $crate::Plugin::process(plugin, event))
-                            .collect()
+                        let instance = cell.as_mut().expect("the host calls init before process");
+                        instance.process(batch)
                     })
                 }
             }

@@ -10,7 +10,8 @@
 use std::hint::black_box;
 
 use hourglass_plugin_sdk::config::Config;
-use hourglass_plugin_sdk::{DeclaredFields, Event, Field, Outcome, Plugin, drop_event};
+use hourglass_plugin_sdk::wire::{Action, Batch, Outcomes};
+use hourglass_plugin_sdk::{DeclaredFields, Event, Field, Instance, Outcome, Plugin, drop_event};
 
 struct Misbehave {
     mode: String,
@@ -106,19 +107,18 @@ struct Export;
 
 impl hourglass_plugin_sdk::Guest for Export {
     fn init(config: String, data: Vec<u8>) -> Result<DeclaredFields, String> {
-        let plugin = Misbehave::init(&config, &data)?;
-        let fields = plugin.fields();
-        STATE.with(|s| *s.borrow_mut() = Some(plugin));
+        let (instance, fields) = Instance::<Misbehave>::init(&config, &data)?;
+        STATE.with(|s| *s.borrow_mut() = Some(instance));
         Ok(fields)
     }
 
-    fn process(batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(batch: Batch) -> Outcomes {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
-            let plugin = s.as_mut().expect("the host calls init before process");
-            let mut out: Vec<Outcome> = batch.into_iter().map(|e| plugin.process(e)).collect();
-            if plugin.mode == "wrong-count" {
-                out.push(Outcome::Keep);
+            let instance = s.as_mut().expect("the host calls init before process");
+            let mut out = instance.process(batch);
+            if instance.plugin().mode == "wrong-count" {
+                out.actions.push(Action::Keep);
             }
             out
         })
@@ -126,7 +126,7 @@ impl hourglass_plugin_sdk::Guest for Export {
 }
 
 std::thread_local! {
-    static STATE: std::cell::RefCell<Option<Misbehave>> = const { std::cell::RefCell::new(None) };
+    static STATE: std::cell::RefCell<Option<Instance<Misbehave>>> = const { std::cell::RefCell::new(None) };
 }
 
 hourglass_plugin_sdk::export!(Export);
