@@ -63,6 +63,12 @@ pub fn check() -> Result<()> {
             target.join(b).display()
         );
     }
+    let plugins = hourglass_testkit::state_dir().join("plugins");
+    ensure!(
+        plugins.join("validate.wasm").exists(),
+        "{} has no components: run `cargo xtask plugins` first",
+        plugins.display()
+    );
     let render = hourglass_testkit::state_dir().join("ansible-render");
     if render.exists() {
         std::fs::remove_dir_all(&render)?;
@@ -73,7 +79,14 @@ pub fn check() -> Result<()> {
         cmd.args(["-i", "check/inventory.yml", "check_render.yml", "-e"])
             .arg(format!("render_root={}", render.display()))
             .arg("-e")
-            .arg(format!("hourglass_check_bin_dir={}", target.display()));
+            .arg(format!("hourglass_check_bin_dir={}", target.display()))
+            .arg("-e")
+            .arg(format!("hourglass_check_plugins_dir={}", plugins.display()))
+            .arg("-e")
+            .arg(format!(
+                "hourglass_check_repo_dir={}",
+                hourglass_testkit::workspace_root().display()
+            ));
         eprintln!("$ ansible-playbook check_render.yml ({run})");
         let out = cmd.output().context("cannot start ansible-playbook")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
