@@ -96,6 +96,26 @@ impl Central {
         Central::launch(dir, &dir.join("archive"), certs, Some(db), loader, true, "")
     }
 
+    /// As [`Central::start_with_api`] with the loader off and `api_toml`
+    /// added to the `[api]` section (e.g. `admin_token_sha256 = "…"`).
+    pub fn start_with_api_settings(
+        dir: &Path,
+        certs: &Path,
+        db: &TestDb,
+        api_toml: &str,
+    ) -> Central {
+        // `launch` writes `extra_toml` right after the `[api]` lines.
+        Central::launch(
+            dir,
+            &dir.join("archive"),
+            certs,
+            Some(db),
+            false,
+            true,
+            api_toml,
+        )
+    }
+
     fn launch(
         dir: &Path,
         archive: &Path,

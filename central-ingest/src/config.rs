@@ -46,6 +46,10 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// Seconds an answer is reused for the same query (0: no cache).
     pub result_cache_secs: u32,
+    /// SHA-256 (64 hex digits) of the admin token that `/api/v1/admin/…`
+    /// wants as `Authorization: Bearer <token>` (e.g. `printf %s "$TOKEN" |
+    /// sha256sum`); empty: the admin API refuses every request.
+    pub admin_token_sha256: String,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +60,7 @@ impl Default for ApiConfig {
             key_cache_ttl_secs: 30,
             rate_limit_per_minute: 600,
             result_cache_secs: 10,
+            admin_token_sha256: String::new(),
         }
     }
 }
@@ -196,6 +201,14 @@ impl Validate for RawConfig {
             problems.push(Problem::new(
                 "api.rate_limit_per_minute",
                 "must be at least 1",
+            ));
+        }
+        if !self.api.admin_token_sha256.is_empty()
+            && crate::api::admin_token::parse_sha256_hex(&self.api.admin_token_sha256).is_none()
+        {
+            problems.push(Problem::new(
+                "api.admin_token_sha256",
+                "must be the token's SHA-256 as 64 hex digits (not the token itself)",
             ));
         }
         match (ops_listen, quic_listen) {

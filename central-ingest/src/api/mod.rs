@@ -10,6 +10,9 @@
 //!   last 30 minutes and the top pages now (same keys, limits and 404s).
 //! - `GET /api/v1/openapi.json`: the OpenAPI 3 document of the above.
 //! - `GET /dashboard`: one static page that calls the query endpoint.
+//! - `/api/v1/admin/…`: merchants, sites, keys and edges for operators,
+//!   guarded by the admin token ([`admin_http`]; any route for operators
+//!   only checks it with `self.admin_token.check(req.headers())`).
 //!
 //! Keys are resolved through a short in-memory cache and rate-limited per
 //! key ([`keys`]); answers are reused for the same query for
@@ -17,6 +20,8 @@
 //! `hourglass_central_api_requests_total{status}`.
 
 pub mod admin;
+mod admin_http;
+pub mod admin_token;
 mod goals;
 mod keys;
 
@@ -57,6 +62,10 @@ pub struct ApiSettings {
     /// (zero: never).
     pub result_cache_ttl: Duration,
     pub default_rate_limit_per_minute: NonZeroU32,
+    /// SHA-256 (hex) of the admin token; `None`: the admin API refuses all.
+    pub admin_token_sha256: Option<String>,
+    /// The CA directory, for the admin API's edge list.
+    pub certs_dir: std::path::PathBuf,
 }
 
 /// The API's shared state.
@@ -65,6 +74,8 @@ pub struct Api {
     keys: Keys,
     results: ResultCache,
     requests: IntCounterVec,
+    admin_token: admin_token::AdminToken,
+    certs: hourglass_pki::CertDir,
 }
 
 impl Api {
@@ -83,6 +94,11 @@ impl Api {
                 "Merchant API requests answered, by HTTP status.",
                 "status",
             ),
+            admin_token: admin_token::AdminToken::new(
+                settings.admin_token_sha256.as_deref(),
+                registry,
+            ),
+            certs: hourglass_pki::CertDir::new(&settings.certs_dir),
         }
     }
 
@@ -102,6 +118,14 @@ impl Api {
             (&Method::DELETE, p) if p.starts_with("/api/v1/goals/") => self.goals(req).await,
             (&Method::GET | &Method::POST, "/api/v1/funnels") => self.funnels(req).await,
             (&Method::POST, "/api/v1/funnel") => self.funnel(req).await,
+            (
+                _,
+                "/api/v1/admin/merchants"
+                | "/api/v1/admin/sites"
+                | "/api/v1/admin/keys"
+                | "/api/v1/admin/edges",
+            ) => self.admin(req).await,
+            (_, p) if p.starts_with("/api/v1/admin/keys/") => self.admin(req).await,
             (&Method::GET, "/api/v1/openapi.json") => {
                 body(StatusCode::OK, "application/json", OPENAPI_JSON)
             }
