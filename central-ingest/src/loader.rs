@@ -45,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hourglass_archive::{Archive, BatchKey, Hour};
-use hourglass_model::decode_batch;
+use hourglass_model::decode_batch_events;
 use hourglass_warehouse::{
     LoadEntry, MAX_TIMESTAMP_S, NativeBlock, Warehouse, encode_events, unix_seconds,
 };
@@ -506,7 +506,7 @@ impl Loader {
 /// block per UTC day. `Err` (the reason) when it can never be loaded: it
 /// does not decode, or an event has a time `DateTime` cannot hold.
 fn prepare(batch_id: &str, bytes: &[u8]) -> Result<Prepared, String> {
-    let batch = decode_batch(bytes).map_err(|e| e.to_string())?;
+    let batch = decode_batch_events(bytes).map_err(|e| e.to_string())?;
     let plugin_set = batch
         .header
         .as_ref()

@@ -23,12 +23,14 @@ use super::admin::{Op, execute};
 use super::{Api, MAX_BODY_BYTES, body, error, invalid};
 
 type Answer = Response<Full<Bytes>>;
+/// A refusal to answer (boxed: a response is large next to `Ok` values).
+type Refused = Box<Answer>;
 
 impl Api {
     /// `/api/v1/admin/…`: the token first, then the route.
     pub(super) async fn admin(&self, req: Request<Incoming>) -> Answer {
         if let Err(refused) = self.admin_token.check(req.headers()) {
-            return refused;
+            return *refused;
         }
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -67,7 +69,7 @@ impl Api {
         };
         let op = match op {
             Ok(op) => op,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let created = !matches!(op, Op::EdgeList | Op::KeyRevoke { .. });
         let revoked_key = matches!(op, Op::KeyRevoke { .. });
@@ -102,32 +104,32 @@ fn refused(e: MetadataError) -> Answer {
 }
 
 /// The body as a JSON object, or the `400`/`413` to answer.
-async fn read_fields(req: Request<Incoming>) -> Result<Fields, Answer> {
+async fn read_fields(req: Request<Incoming>) -> Result<Fields, Refused> {
     let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Err(invalid(
+            return Err(Box::new(invalid(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "",
                 &format!("the body must be JSON of at most {MAX_BODY_BYTES} bytes"),
-            ));
+            )));
         }
     };
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(Fields(map)),
-        Ok(_) => Err(invalid(
+        Ok(_) => Err(Box::new(invalid(
             StatusCode::BAD_REQUEST,
             "",
             "the body must be a JSON object",
-        )),
-        Err(e) => Err(invalid(
+        ))),
+        Err(e) => Err(Box::new(invalid(
             StatusCode::BAD_REQUEST,
             "",
             &format!("the body is not JSON: {e}"),
-        )),
+        ))),
     }
 }
 
@@ -135,20 +137,20 @@ async fn read_fields(req: Request<Incoming>) -> Result<Fields, Answer> {
 struct Fields(Map<String, Value>);
 
 impl Fields {
-    fn bad(field: &str, message: &str) -> Answer {
-        invalid(
+    fn bad(field: &str, message: &str) -> Refused {
+        Box::new(invalid(
             StatusCode::BAD_REQUEST,
             field,
             &format!("{field}: {message}"),
-        )
+        ))
     }
 
-    fn string(&mut self, field: &str) -> Result<String, Answer> {
+    fn string(&mut self, field: &str) -> Result<String, Refused> {
         self.opt_string(field)?
             .ok_or_else(|| Fields::bad(field, "required, a string"))
     }
 
-    fn opt_string(&mut self, field: &str) -> Result<Option<String>, Answer> {
+    fn opt_string(&mut self, field: &str) -> Result<Option<String>, Refused> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -156,7 +158,7 @@ impl Fields {
         }
     }
 
-    fn strings(&mut self, field: &str) -> Result<Vec<String>, Answer> {
+    fn strings(&mut self, field: &str) -> Result<Vec<String>, Refused> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -170,7 +172,7 @@ impl Fields {
         }
     }
 
-    fn opt_u32(&mut self, field: &str) -> Result<Option<u32>, Answer> {
+    fn opt_u32(&mut self, field: &str) -> Result<Option<u32>, Refused> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
@@ -182,7 +184,7 @@ impl Fields {
     }
 
     /// Refuses any field not taken.
-    fn done(self) -> Result<(), Answer> {
+    fn done(self) -> Result<(), Refused> {
         match self.0.keys().next() {
             None => Ok(()),
             Some(field) => Err(Fields::bad(field, "unknown field")),

@@ -36,7 +36,7 @@ impl AdminToken {
 
     /// `Ok` when `headers` carry the admin token as a Bearer credential;
     /// otherwise the `401` to answer (counted).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Response<Full<Bytes>>> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Box<Response<Full<Bytes>>>> {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -64,7 +64,7 @@ impl AdminToken {
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("cache-control", HeaderValue::from_static("no-store"));
         h.insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        Err(r)
+        Err(Box::new(r))
     }
 }
 

@@ -430,6 +430,20 @@ mod tests {
         let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         assert!(doc["paths"]["/api/v1/query"]["post"].is_object());
+        for (path, method) in [
+            ("/api/v1/admin/merchants", "post"),
+            ("/api/v1/admin/sites", "post"),
+            ("/api/v1/admin/keys", "post"),
+            ("/api/v1/admin/keys/{prefix_or_hash}", "delete"),
+            ("/api/v1/admin/edges", "get"),
+        ] {
+            assert_eq!(
+                doc["paths"][path][method]["security"][0]["adminToken"],
+                json!([]),
+                "{method} {path}"
+            );
+        }
+        assert!(doc["components"]["securitySchemes"]["adminToken"].is_object());
     }
 
     #[test]
