@@ -233,3 +233,22 @@ impl Validate for RawConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_setting_must_be_a_sha256_not_the_token() {
+        let with = |value: &str| {
+            let mut raw = RawConfig::default();
+            raw.api.admin_token_sha256 = value.to_owned();
+            raw.validate().err().unwrap_or_default()
+        };
+        assert!(with("").is_empty(), "empty: the admin API is off");
+        assert!(with(&"ab".repeat(32)).is_empty());
+        let problems = with("my-admin-token");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["api.admin_token_sha256"]);
+    }
+}
