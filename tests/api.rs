@@ -646,3 +646,221 @@ fn goals_conversion_rates_and_a_three_step_funnel_match_a_hand_count() {
     let (_, listed) = call(url, &key, "GET", "/api/v1/goals?site_id=ka.example", None);
     assert_eq!(listed["goals"].as_array().unwrap().len(), 3, "{listed}");
 }
+
+/// The admin HTTP API on a real central and ClickHouse: only the admin
+/// token opens it (wrong, missing or a merchant's key: 401, counted); a
+/// merchant, site and key made over HTTP work on `/api/v1/query`; bodies
+/// that are not what a route takes are 400s naming the field; the edge
+/// list joins certificates and the loads ledger; a revoked key stops at
+/// once.
+#[test]
+fn admin_http_api_makes_merchants_sites_and_keys_behind_the_admin_token() {
+    use hourglass_e2e::central::certs;
+    use hourglass_warehouse::LoadEntry;
+    use hourglass_warehouse::metadata::hash_api_key;
+
+    let (db, rt, wh) = migrated_database();
+    let token = "admin-token-for-this-test-0123456789";
+    let tmp = tempfile::tempdir().unwrap();
+    let certs_dir = tmp.path().join("certs");
+    ca_with_server_cert(&certs_dir);
+    let issued = certs(&certs_dir, &["issue-edge", "edge-with-cert"]);
+    assert_eq!(issued.status.code(), Some(0), "{}", text(&issued));
+    let central = Central::start_with_api_toml(
+        tmp.path(),
+        &certs_dir,
+        &db,
+        false,
+        &format!("admin_token_sha256 = \"{}\"\n", hash_api_key(token)),
+    );
+    let url = central.api_url.as_deref().expect("the API is on");
+    let admin =
+        |method: &str, path: &str, body: Option<Value>| call(url, token, method, path, body);
+
+    // Only the admin token opens it; every refusal is counted.
+    let merchant_key = hourglass_e2e::central::merchant_with_site(&db, "other", "other.example");
+    for (key, reason) in [
+        ("", "missing"),
+        ("not-the-token", "invalid"),
+        (merchant_key.as_str(), "invalid"),
+    ] {
+        let (status, body) = call(
+            url,
+            key,
+            "POST",
+            "/api/v1/admin/merchants",
+            Some(json!({"name": "Nope"})),
+        );
+        assert_eq!(status, 401, "{key:?} ({reason}): {body}");
+        assert_eq!(call(url, key, "GET", "/api/v1/admin/edges", None).0, 401);
+    }
+    assert_eq!(
+        central.metric("hourglass_central_admin_auth_failures_total{reason=\"missing\"}"),
+        2.0
+    );
+    assert_eq!(
+        central.metric("hourglass_central_admin_auth_failures_total{reason=\"invalid\"}"),
+        4.0
+    );
+    let merchants = |db: &hourglass_testkit::TestDb| {
+        db.query("SELECT count() FROM merchants FORMAT TSV")
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(merchants(&db), "1", "a refused request wrote nothing");
+
+    // Merchant, site and key over HTTP.
+    let (status, m) = admin(
+        "POST",
+        "/api/v1/admin/merchants",
+        Some(json!({"name": "HTTP shop"})),
+    );
+    assert_eq!(status, 201, "{m}");
+    let merchant_id = m["merchant_id"].as_str().unwrap().to_owned();
+    assert_eq!(m["name"], "HTTP shop");
+    let (status, site) = admin(
+        "POST",
+        "/api/v1/admin/sites",
+        Some(
+            json!({"merchant_id": merchant_id, "domain": "Http.Example", "timezone": "Europe/Paris"}),
+        ),
+    );
+    assert_eq!(status, 201, "{site}");
+    assert_eq!(site["domain"], "http.example");
+    assert_eq!(site["timezone"], "Europe/Paris");
+    let site_id = site["site_id"].as_str().unwrap().to_owned();
+    let (status, k) = admin(
+        "POST",
+        "/api/v1/admin/keys",
+        Some(json!({"merchant_id": merchant_id, "site_ids": [site_id], "name": "ci"})),
+    );
+    assert_eq!(status, 201, "{k}");
+    let key = k["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(k["key_prefix"].as_str().unwrap()), "{k}");
+    assert_eq!(k["key_hash"], hash_api_key(&key));
+    let stored = db.query("SELECT * FROM api_keys FORMAT TSV").unwrap();
+    assert!(!stored.contains(&key), "only the hash is stored: {stored}");
+    assert!(stored.contains(&hash_api_key(&key)), "{stored}");
+
+    // The key reads its site: 2 visitors, 3 pageviews.
+    let events = vec![
+        event(&site_id, 1, 11, 3600, "/"),
+        event(&site_id, 1, 11, 3660, "/a"),
+        event(&site_id, 2, 21, 7200, "/"),
+    ];
+    let batch = BatchId {
+        edge_id: "edge-http".into(),
+        seq: 1,
+    };
+    rt.block_on(wh.insert_events(&batch, "ps", &events))
+        .unwrap();
+    let totals = json!({
+        "site_id": "http.example",
+        "metrics": ["visitors", "pageviews"],
+        "date_range": ["2026-03-01", "2026-03-01"],
+        "timezone": "UTC",
+    })
+    .to_string();
+    let a = post(url, Some(&key), &totals);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(rows(&a.body), vec![(vec![], vec![2, 3])]);
+
+    // Bodies that are not what the route takes: 400 naming the field.
+    for (path, body, field) in [
+        ("/api/v1/admin/merchants", json!({}), "name"),
+        ("/api/v1/admin/merchants", json!({"name": 7}), "name"),
+        (
+            "/api/v1/admin/sites",
+            json!({"merchant_id": merchant_id, "domian": "typo.example"}),
+            "domain",
+        ),
+        (
+            "/api/v1/admin/sites",
+            json!({"merchant_id": merchant_id, "domain": "x.example", "colour": "red"}),
+            "colour",
+        ),
+        (
+            "/api/v1/admin/keys",
+            json!({"merchant_id": merchant_id, "rate_limit_per_minute": -1}),
+            "rate_limit_per_minute",
+        ),
+        (
+            "/api/v1/admin/keys",
+            json!({"merchant_id": merchant_id, "site_ids": "all"}),
+            "site_ids",
+        ),
+    ] {
+        let (status, answer) = admin("POST", path, Some(body.clone()));
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert_eq!(answer["path"], field, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    let not_json = agent()
+        .post(&format!("{url}/api/v1/admin/merchants"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send("{name: oops")
+        .unwrap();
+    assert_eq!(not_json.status().as_u16(), 400);
+    // Refused by the same checks as the CLI: a bad zone, an unknown merchant.
+    let (status, answer) = admin(
+        "POST",
+        "/api/v1/admin/sites",
+        Some(json!({"merchant_id": merchant_id, "domain": "z.example", "timezone": "Mars/Base"})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("Mars/Base"));
+    let (status, _) = admin(
+        "POST",
+        "/api/v1/admin/keys",
+        Some(json!({"merchant_id": "m_nobody"})),
+    );
+    assert_eq!(status, 404);
+
+    // Edges: one by its certificate, one by its loaded batch.
+    let entry = LoadEntry {
+        batch_id: batch.to_string(),
+        archive_key: String::new(),
+        plugin_set: "ps".into(),
+        rows: 3,
+        min_ts: 0,
+        max_ts: 0,
+        status: "loaded".into(),
+        error: String::new(),
+        loaded_at: 1_772_330_400,
+        version: 1,
+    };
+    rt.block_on(wh.record_loads(&[entry])).unwrap();
+    let (status, edges) = admin("GET", "/api/v1/admin/edges", None);
+    assert_eq!(status, 200, "{edges}");
+    let edges = edges["edges"].as_array().unwrap();
+    let by_id = |id: &str| {
+        edges
+            .iter()
+            .find(|e| e["edge_id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {edges:?}"))
+    };
+    assert_eq!(by_id("edge-with-cert")["certificate"], "active");
+    assert_eq!(by_id("edge-with-cert")["batches_loaded"], 0);
+    assert_eq!(by_id("edge-http")["certificate"], Value::Null);
+    assert_eq!(by_id("edge-http")["batches_loaded"], 1);
+    assert_eq!(by_id("edge-http")["rows_loaded"], 3);
+    assert_eq!(by_id("edge-http")["last_loaded_at"], "2026-03-01T02:00:00Z");
+
+    // Revoking over HTTP: the key stops working on this node at once.
+    let prefix = k["key_prefix"].as_str().unwrap();
+    let (status, revoked) = admin("DELETE", &format!("/api/v1/admin/keys/{prefix}"), None);
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["key_hash"], hash_api_key(&key));
+    assert_eq!(post(url, Some(&key), &totals).status, 401);
+    let (status, _) = admin("DELETE", &format!("/api/v1/admin/keys/{prefix}"), None);
+    assert_eq!(status, 404, "a revoked key is not live any more");
+    assert_eq!(
+        admin("GET", "/api/v1/admin/merchants", None).0,
+        405,
+        "the token is good, the method is not"
+    );
+}

@@ -96,7 +96,9 @@ impl Central {
         Central::launch(dir, &dir.join("archive"), certs, Some(db), loader, true, "")
     }
 
-    /// As [`Central::start_with_api`], with `extra_toml` (sections) added.
+    /// As [`Central::start_with_api`], with `extra_toml` added right after
+    /// the `[api]` lines: `[api]` keys (e.g. `admin_token_sha256 = "…"`)
+    /// first, then any sections.
     pub fn start_with_api_toml(
         dir: &Path,
         certs: &Path,

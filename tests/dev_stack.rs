@@ -118,6 +118,26 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(answer["results"][0]["metrics"][0], 1, "{answer}");
 
+    // The admin API opens with the stack's admin token, and only with it.
+    let token = first["admin_token"].as_str().unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let edges = |bearer: &str| {
+        let mut r = agent
+            .get(&format!("{api}/api/v1/admin/edges"))
+            .header("Authorization", &format!("Bearer {bearer}"))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap())
+    };
+    let (status, body) = edges(token);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"edge-1\""), "{body}");
+    assert_eq!(edges(key).0, 401, "a merchant key is not the admin token");
+
     let out = run(xtask().args(["up", "--detach"]));
     assert!(
         out.status.success(),

@@ -77,8 +77,18 @@ pub fn revoke(dir: &CertDir, name: &str, now: SystemTime) -> anyhow::Result<Stri
     ))
 }
 
-/// One line per edge certificate in the directory: name, status, serial.
-pub fn list(dir: &CertDir) -> anyhow::Result<String> {
+/// An edge certificate in the CA directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EdgeCert {
+    pub name: String,
+    /// `active` or `revoked` (by the revocation list).
+    pub status: &'static str,
+    pub serial: String,
+}
+
+/// Every edge certificate in the directory (revoked ones kept for audit
+/// included), sorted by name.
+pub fn edge_certificates(dir: &CertDir) -> anyhow::Result<Vec<EdgeCert>> {
     let ca = dir.ca()?;
     let crl = dir.revocation_list(&ca)?;
     let edges = dir.edges_dir();
@@ -102,17 +112,27 @@ pub fn list(dir: &CertDir) -> anyhow::Result<String> {
         } else {
             "active"
         };
-        rows.push((name.to_string(), status, serial.to_string()));
+        rows.push(EdgeCert {
+            name: name.to_string(),
+            status,
+            serial: serial.to_string(),
+        });
     }
     rows.sort();
+    Ok(rows)
+}
+
+/// One line per edge certificate in the directory: name, status, serial.
+pub fn list(dir: &CertDir) -> anyhow::Result<String> {
+    let rows = edge_certificates(dir)?;
     let mut out = format!("edge certificates in {}\n", dir.root().display());
     if rows.is_empty() {
         out.push_str("  (none yet: `central-ingest certs issue-edge NAME`)\n");
     }
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     let _ = writeln!(out, "  {:width$}  {:7}  SERIAL", "NAME", "STATUS");
-    for (name, status, serial) in rows {
-        let _ = writeln!(out, "  {name:width$}  {status:7}  {serial}");
+    for r in rows {
+        let _ = writeln!(out, "  {:width$}  {:7}  {}", r.name, r.status, r.serial);
     }
     Ok(out)
 }

@@ -66,6 +66,10 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// Seconds an answer is reused for the same query (0: no cache).
     pub result_cache_secs: u32,
+    /// SHA-256 (64 hex digits) of the admin token that `/api/v1/admin/…`
+    /// wants as `Authorization: Bearer <token>` (e.g. `printf %s "$TOKEN" |
+    /// sha256sum`); empty: the admin API refuses every request.
+    pub admin_token_sha256: String,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +80,7 @@ impl Default for ApiConfig {
             key_cache_ttl_secs: 30,
             rate_limit_per_minute: 600,
             result_cache_secs: 10,
+            admin_token_sha256: String::new(),
         }
     }
 }
@@ -90,6 +95,9 @@ pub struct LoaderConfig {
     /// were archived but not loaded.
     pub lookback_hours: u32,
     /// Events per load: a load starts once this many are pending…
+    /// (ClickHouse makes one part per table per insert, and runs the views
+    /// once per insert: a backlog goes in fastest in large sets; each set
+    /// and the one encoded ahead take ~200 bytes per event of memory.)
     pub max_rows: u32,
     /// …or once the oldest pending batch has waited this long.
     pub max_wait_ms: u32,
@@ -100,7 +108,7 @@ impl Default for LoaderConfig {
         LoaderConfig {
             enabled: true,
             lookback_hours: 72,
-            max_rows: 50_000,
+            max_rows: 200_000,
             max_wait_ms: 1000,
         }
     }
@@ -236,6 +244,14 @@ impl Validate for RawConfig {
                 "must be at least 1",
             ));
         }
+        if !self.api.admin_token_sha256.is_empty()
+            && crate::api::admin_token::parse_sha256_hex(&self.api.admin_token_sha256).is_none()
+        {
+            problems.push(Problem::new(
+                "api.admin_token_sha256",
+                "must be the token's SHA-256 as 64 hex digits (not the token itself)",
+            ));
+        }
         match (ops_listen, quic_listen) {
             (Some(ops_listen), Some(quic_listen)) if problems.is_empty() => Ok(Config {
                 warehouse: self.warehouse.clone(),
@@ -257,5 +273,24 @@ impl Validate for RawConfig {
             }),
             _ => Err(problems),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_setting_must_be_a_sha256_not_the_token() {
+        let with = |value: &str| {
+            let mut raw = RawConfig::default();
+            raw.api.admin_token_sha256 = value.to_owned();
+            raw.validate().err().unwrap_or_default()
+        };
+        assert!(with("").is_empty(), "empty: the admin API is off");
+        assert!(with(&"ab".repeat(32)).is_empty());
+        let problems = with("my-admin-token");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["api.admin_token_sha256"]);
     }
 }

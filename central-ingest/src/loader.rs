@@ -10,9 +10,10 @@
 //!    atomic only per block and partition, so never span days);
 //! 3. ledger rows `loaded` (a higher version).
 //!
-//! While a set is inserted, the next one is read and decoded in the
-//! background (only header and events are kept), so decoding and
-//! ClickHouse's insert share the cores instead of taking turns.
+//! While a set is inserted, the next one is read, decoded and encoded in
+//! the background (as `Native` blocks, one per batch and day: a few
+//! hundred bytes per event instead of the decoded events), so the insert
+//! itself only streams bytes and the loader's work overlaps ClickHouse's.
 //!
 //! Recovery (at start, and after any failed load): every batch whose latest
 //! ledger status is `loading` may be partly in `events`, and the views may
@@ -44,8 +45,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hourglass_archive::{Archive, BatchKey, Hour};
-use hourglass_model::{Batch, BatchId, Event, decode_batch};
-use hourglass_warehouse::{LoadEntry, MAX_TIMESTAMP_S, Warehouse, unix_seconds};
+use hourglass_model::decode_batch_events;
+use hourglass_warehouse::{
+    LoadEntry, MAX_TIMESTAMP_S, NativeBlock, Warehouse, encode_events, unix_seconds,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +63,17 @@ pub struct LoaderSettings {
 
 struct Pending {
     archived_at_ms: i64,
-    batch: Option<Batch>,
+    batch: Option<Prepared>,
+}
+
+/// An archived batch ready to load: what its ledger rows say and its
+/// events encoded, one block per UTC day (an insert never spans days).
+struct Prepared {
+    plugin_set: String,
+    rows: u64,
+    min_ts: u32,
+    max_ts: u32,
+    days: Vec<(u32, NativeBlock)>,
 }
 
 pub struct Loader {
@@ -89,7 +102,7 @@ const ORPHAN_WRITE_LOG_AFTER: Duration = Duration::from_secs(5);
 /// At most this many batches are decoded ahead of the load in progress.
 const PREFETCH_MAX_BATCHES: usize = 10_000;
 
-type Prefetch = tokio::task::JoinHandle<Vec<(BatchKey, Batch)>>;
+type Prefetch = tokio::task::JoinHandle<Vec<(BatchKey, Prepared)>>;
 
 impl Loader {
     pub fn new(
@@ -170,7 +183,7 @@ impl Loader {
 
     /// Starts reading and decoding, in the background, the pending
     /// batches after `set` (in key order, about `max_rows` events' worth).
-    fn start_prefetch(&self, set: &[(BatchKey, Batch)]) -> Option<Prefetch> {
+    fn start_prefetch(&self, set: &[(BatchKey, Prepared)]) -> Option<Prefetch> {
         let taken: HashSet<&BatchKey> = set.iter().map(|(k, _)| k).collect();
         let keys: Vec<BatchKey> = self
             .pending
@@ -192,12 +205,12 @@ impl Loader {
                 let Ok(bytes) = archive.get(&key).await else {
                     break;
                 };
-                let Ok(Ok(batch)) =
-                    tokio::task::spawn_blocking(move || decode_for_load(&bytes)).await
+                let id = key.batch_id.to_string();
+                let Ok(Ok(batch)) = tokio::task::spawn_blocking(move || prepare(&id, &bytes)).await
                 else {
                     break;
                 };
-                rows += batch.events.len();
+                rows += batch.rows as usize;
                 decoded.push((key, batch));
                 if rows >= max_rows {
                     break;
@@ -352,23 +365,24 @@ impl Loader {
 
     /// Decodes pending batches in key order until `max_rows` events; returns
     /// them if that many are there or the oldest has waited `max_wait`.
-    async fn take_set(&mut self, now: i64) -> anyhow::Result<Option<Vec<(BatchKey, Batch)>>> {
+    async fn take_set(&mut self, now: i64) -> anyhow::Result<Option<Vec<(BatchKey, Prepared)>>> {
         let mut rows = 0;
         let mut chosen = Vec::new();
         let mut unreadable = Vec::new();
         for (key, pending) in self.pending.iter_mut() {
             if pending.batch.is_none() {
                 let bytes = self.archive.get(key).await?;
-                match tokio::task::spawn_blocking(move || decode_for_load(&bytes)).await? {
+                let id = key.batch_id.to_string();
+                match tokio::task::spawn_blocking(move || prepare(&id, &bytes)).await? {
                     Ok(batch) => pending.batch = Some(batch),
                     Err(error) => {
-                        tracing::error!(key = %key, %error, "archived batch does not decode; not loading it");
-                        unreadable.push((key.clone(), error.to_string()));
+                        tracing::error!(key = %key, %error, "not loading archived batch");
+                        unreadable.push((key.clone(), error));
                         continue;
                     }
                 }
             }
-            rows += pending.batch.as_ref().map_or(0, |b| b.events.len());
+            rows += pending.batch.as_ref().map_or(0, |b| b.rows as usize);
             chosen.push(key.clone());
             if rows >= self.settings.max_rows {
                 break;
@@ -412,57 +426,28 @@ impl Loader {
         Ok(())
     }
 
-    async fn load(&mut self, set: Vec<(BatchKey, Batch)>) -> anyhow::Result<()> {
+    async fn load(&mut self, set: Vec<(BatchKey, Prepared)>) -> anyhow::Result<()> {
         let loaded_at = (now_ms() / 1000) as u32;
-        let mut entries = Vec::new();
-        let mut days: BTreeMap<u32, Vec<(BatchId, String, Vec<Event>)>> = BTreeMap::new();
-        let mut keys = Vec::new();
+        let mut entries = Vec::with_capacity(set.len());
+        let mut days: BTreeMap<u32, Vec<NativeBlock>> = BTreeMap::new();
+        let mut keys = Vec::with_capacity(set.len());
         let mut total_rows = 0u64;
         for (key, batch) in set {
-            let plugin_set = batch
-                .header
-                .as_ref()
-                .map(|h| h.plugin_set.clone())
-                .unwrap_or_default();
-            if let Some(index) = batch.events.iter().position(|e| {
-                unix_seconds(e.ts_ms).is_none() || unix_seconds(e.received_at_ms).is_none()
-            }) {
-                let error = format!(
-                    "event {index} has a time outside 1970..{MAX_TIMESTAMP_S} s, which DateTime cannot hold"
-                );
-                tracing::error!(key = %key, %error, "not loading batch");
-                self.pending.remove(&key);
-                self.mark_failed(&key, &error).await?;
-                continue;
-            }
-            let seconds = batch.events.iter().filter_map(|e| unix_seconds(e.ts_ms));
-            let (min_ts, max_ts) =
-                seconds.fold((u32::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
-            let rows = batch.events.len() as u64;
-            total_rows += rows;
+            total_rows += batch.rows;
             entries.push(LoadEntry {
                 batch_id: key.batch_id.to_string(),
                 archive_key: key.path(),
-                plugin_set: plugin_set.clone(),
-                rows,
-                min_ts: if rows == 0 { 0 } else { min_ts },
-                max_ts,
+                plugin_set: batch.plugin_set,
+                rows: batch.rows,
+                min_ts: batch.min_ts,
+                max_ts: batch.max_ts,
                 status: "loading".into(),
                 error: String::new(),
                 loaded_at,
                 version: 0,
             });
-            let mut by_day: BTreeMap<u32, Vec<Event>> = BTreeMap::new();
-            for event in batch.events {
-                let day = yyyymmdd(unix_seconds(event.ts_ms).unwrap_or(0));
-                by_day.entry(day).or_default().push(event);
-            }
-            for (day, events) in by_day {
-                days.entry(day).or_default().push((
-                    key.batch_id.clone(),
-                    plugin_set.clone(),
-                    events,
-                ));
+            for (day, block) in batch.days {
+                days.entry(day).or_default().push(block);
             }
             keys.push(key);
         }
@@ -478,8 +463,9 @@ impl Loader {
         // From here until the `loaded` rows are written, a failure leaves
         // rows that recovery must remove.
         self.needs_recovery = true;
-        for batches in days.values() {
-            self.warehouse.insert_event_batches(batches).await?;
+        for blocks in days.values() {
+            let blocks: Vec<&NativeBlock> = blocks.iter().collect();
+            self.warehouse.insert_native_events(&blocks).await?;
             self.metrics.load_inserts.inc();
         }
         let version = self.next_version();
@@ -516,13 +502,46 @@ impl Loader {
     }
 }
 
-/// A batch as the loader keeps it: header and events (the raw hits and
-/// rejects are for `reprocess`, and would double the memory a set takes).
-fn decode_for_load(bytes: &[u8]) -> Result<Batch, hourglass_model::DecodeError> {
-    let mut batch = decode_batch(bytes)?;
-    batch.raw_hits = Vec::new();
-    batch.rejects = Vec::new();
-    Ok(batch)
+/// Decodes an archived batch and encodes its events for the insert, one
+/// block per UTC day. `Err` (the reason) when it can never be loaded: it
+/// does not decode, or an event has a time `DateTime` cannot hold.
+fn prepare(batch_id: &str, bytes: &[u8]) -> Result<Prepared, String> {
+    let batch = decode_batch_events(bytes).map_err(|e| e.to_string())?;
+    let plugin_set = batch
+        .header
+        .as_ref()
+        .map(|h| h.plugin_set.clone())
+        .unwrap_or_default();
+    let mut by_day: BTreeMap<u32, Vec<&hourglass_model::Event>> = BTreeMap::new();
+    let (mut min_ts, mut max_ts) = (u32::MAX, 0);
+    for (index, event) in batch.events.iter().enumerate() {
+        let (Some(ts), Some(_)) = (
+            unix_seconds(event.ts_ms),
+            unix_seconds(event.received_at_ms),
+        ) else {
+            return Err(format!(
+                "event {index} has a time outside 1970..{MAX_TIMESTAMP_S} s, which DateTime cannot hold"
+            ));
+        };
+        (min_ts, max_ts) = (min_ts.min(ts), max_ts.max(ts));
+        by_day.entry(yyyymmdd(ts)).or_default().push(event);
+    }
+    let days = by_day
+        .into_iter()
+        .map(|(day, events)| {
+            encode_events(batch_id, &plugin_set, events)
+                .map(|block| (day, block))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let rows = batch.events.len() as u64;
+    Ok(Prepared {
+        plugin_set,
+        rows,
+        min_ts: if rows == 0 { 0 } else { min_ts },
+        max_ts,
+        days,
+    })
 }
 
 /// `YYYYMMDD` (UTC) of `seconds` since the epoch.

@@ -54,6 +54,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     config.api.rate_limit_per_minute,
                 )
                 .unwrap_or(std::num::NonZeroU32::MIN),
+                admin_token_sha256: Some(config.api.admin_token_sha256.clone())
+                    .filter(|h| !h.is_empty()),
+                certs_dir: config.certs_dir.clone(),
             };
             let registry = crate::registry::PluginRegistry::new(
                 Warehouse::new(&config.warehouse)?,

@@ -107,6 +107,7 @@ pub fn ingest(args: &IngestArgs, reprocess: bool) -> Result<()> {
         Lifetime::TiedTo(std::process::id()),
     )?;
     let ch_version = sql(&ch.url, "SELECT version()")?.trim().to_owned();
+    let server_pid = clickhouse_pid(ch.pid);
     let warehouse = Warehouse {
         url: ch.url.clone(),
         tcp_port: ch.tcp_port,
@@ -297,6 +298,7 @@ key_file = "{key}"
             ),
         )?;
         let log = work.join(format!("loader-{round}.log"));
+        let (children_before, server_before) = (children_cpu_s(), cpu_s(server_pid));
         let started = Instant::now();
         let mut loader = warehouse.serve(&central_bin, &config, &db, &log)?;
         let guard = Guard(Some(loader.id()));
@@ -320,8 +322,10 @@ key_file = "{key}"
             std::thread::sleep(Duration::from_millis(20));
         }
         let loader_s = started.elapsed().as_secs_f64();
+        let loader_server_cpu_s = cpu_s(server_pid) - server_before;
         stop(&mut loader, Signal::SIGTERM)?;
         guard.defuse();
+        let loader_cpu_s = children_cpu_s() - children_before;
         warehouse.check_all_there(&db, rows)?;
         let rerun = if reprocess {
             let r = rerun(&warehouse, &bin, &work, &archive, &db, round)?;
@@ -334,9 +338,12 @@ key_file = "{key}"
 
         let db = format!("ingest_client_{round}");
         warehouse.create(&db)?;
+        let (children_before, server_before) = (children_cpu_s(), cpu_s(server_pid));
         let started = Instant::now();
         warehouse.client_from_file(&format!("INSERT INTO {db}.events FORMAT Native"), &dump)?;
         let client_s = started.elapsed().as_secs_f64();
+        let client_server_cpu_s = cpu_s(server_pid) - server_before;
+        let client_cpu_s = children_cpu_s() - children_before;
         warehouse.check_all_there(&db, rows)?;
         warehouse.drop(&db)?;
         let mut r = json!({
@@ -346,6 +353,11 @@ key_file = "{key}"
             "client_s": client_s,
             "client_rows_per_s": rows as f64 / client_s,
             "ratio": client_s / loader_s,
+            // CPU seconds while each ran: its own, and ClickHouse's.
+            "loader_cpu_s": loader_cpu_s,
+            "loader_server_cpu_s": loader_server_cpu_s,
+            "client_cpu_s": client_cpu_s,
+            "client_server_cpu_s": client_server_cpu_s,
         });
         if let Some((reprocess_s, days)) = rerun {
             r["reprocess_s"] = json!(reprocess_s);
@@ -616,6 +628,52 @@ impl Warehouse {
     }
 }
 
+/// CPU seconds (user + system) `pid` has used, from `/proc` (0 if gone).
+fn cpu_s(pid: u32) -> f64 {
+    proc_stat_seconds(&format!("/proc/{pid}/stat"), 11)
+}
+
+/// The `clickhouse-server` process under the testkit's watchdog `pid`
+/// (or `pid` itself when there is none).
+fn clickhouse_pid(pid: u32) -> u32 {
+    let entries = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    entries
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let Some((name, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let parent = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            name.contains("(clickhouse") && parent == Some(pid)
+        })
+        .unwrap_or(pid)
+}
+
+/// CPU seconds of this process's children that have been waited for.
+fn children_cpu_s() -> f64 {
+    proc_stat_seconds("/proc/self/stat", 13)
+}
+
+/// The sum of two consecutive tick fields of a `stat` file, starting
+/// `index` fields after the state (utime is 11, cutime 13), in seconds.
+fn proc_stat_seconds(path: &str, index: usize) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ: 100 on every Linux this runs on.
+    (tick(index) + tick(index + 1)) / 100.0
+}
+
 fn sql(url: &str, query: &str) -> Result<String> {
     http_post(url, query).map_err(|e| anyhow::anyhow!("{query}: {e}"))
 }
@@ -763,14 +821,21 @@ fn markdown(r: &Value) -> String {
         c["rounds"],
         if client > 0.0 { loader / client } else { 0.0 },
     ));
-    s.push_str("| round | loader s | client s | loader / client |\n|---|---:|---:|---:|\n");
+    s.push_str(
+        "| round | loader s | client s | loader / client | CPU s: loader + its ClickHouse | CPU s: client + its ClickHouse |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
     for round in t["rounds"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2}× |\n",
+            "| {} | {:.2} | {:.2} | {:.2}× | {:.2} + {:.2} | {:.2} + {:.2} |\n",
             round["round"],
             num(&round["loader_s"]),
             num(&round["client_s"]),
             num(&round["ratio"]),
+            num(&round["loader_cpu_s"]),
+            num(&round["loader_server_cpu_s"]),
+            num(&round["client_cpu_s"]),
+            num(&round["client_server_cpu_s"]),
         ));
     }
     s.push_str(&format!(

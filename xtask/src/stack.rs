@@ -42,6 +42,10 @@ struct Stack {
     /// A key of the demo merchant (shown once by `admin key create`).
     #[serde(default)]
     api_key: String,
+    /// The admin token of `<api_url>/api/v1/admin/…` (central's config has
+    /// only its SHA-256).
+    #[serde(default)]
+    admin_token: String,
     /// Every process `up` started, by role.
     pids: BTreeMap<String, u32>,
 }
@@ -215,7 +219,24 @@ fn services(stack: &mut Stack) -> Result<()> {
             db = stack.database,
         ))
     })?;
-    let central: toml::Table = toml::from_str(&std::fs::read_to_string(&central_toml)?)?;
+    let token_file = dir.join("admin.token");
+    write_once(&token_file, || secret(32))?;
+    stack.admin_token = std::fs::read_to_string(&token_file)?.trim().to_owned();
+    let mut central: toml::Table = toml::from_str(&std::fs::read_to_string(&central_toml)?)?;
+    // Also into a config an earlier `up` wrote without it.
+    let token_sha256 = hourglass_warehouse::metadata::hash_api_key(&stack.admin_token);
+    let api = central
+        .entry("api")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(api) = api.as_table_mut()
+        && api.get("admin_token_sha256").and_then(|v| v.as_str()) != Some(token_sha256.as_str())
+    {
+        api.insert(
+            "admin_token_sha256".into(),
+            toml::Value::String(token_sha256),
+        );
+        std::fs::write(&central_toml, toml::to_string(&central)?)?;
+    }
     stack.api_url = format!(
         "http://{}",
         central

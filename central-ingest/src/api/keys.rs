@@ -62,6 +62,12 @@ impl Keys {
         Ok(grant)
     }
 
+    /// Drops what is cached for the key whose SHA-256 is `key_hash` (after
+    /// a revocation on this node, so it stops working at once).
+    pub fn forget(&self, key_hash: &str) {
+        lock(&self.cache).remove(key_hash);
+    }
+
     /// `Ok` when the key may make a request now, else how long to wait.
     pub fn check_rate(&self, grant: &KeyGrant) -> Result<(), Duration> {
         let per_minute = NonZeroU32::new(grant.key.rate_limit_per_minute)

@@ -11,6 +11,9 @@
 //! - `/api/v1/plugins…`: the plugin registry ([`plugins`]).
 //! - `GET /api/v1/openapi.json`: the OpenAPI 3 document of the above.
 //! - `GET /dashboard`: one static page that calls the query endpoint.
+//! - `/api/v1/admin/…`: merchants, sites, keys and edges for operators,
+//!   guarded by the admin token ([`admin_http`]; any route for operators
+//!   only checks it with `self.admin_token.check(req.headers())`).
 //!
 //! Keys are resolved through a short in-memory cache and rate-limited per
 //! key ([`keys`]); answers are reused for the same query for
@@ -19,6 +22,8 @@
 //! `hourglass_central_api_result_cache_total{outcome="hit"|"miss"}`.
 
 pub mod admin;
+mod admin_http;
+pub mod admin_token;
 mod goals;
 mod keys;
 mod plugins;
@@ -60,6 +65,10 @@ pub struct ApiSettings {
     /// (zero: never).
     pub result_cache_ttl: Duration,
     pub default_rate_limit_per_minute: NonZeroU32,
+    /// SHA-256 (hex) of the admin token; `None`: the admin API refuses all.
+    pub admin_token_sha256: Option<String>,
+    /// The CA directory, for the admin API's edge list.
+    pub certs_dir: std::path::PathBuf,
 }
 
 /// The API's shared state.
@@ -71,6 +80,8 @@ pub struct Api {
     plugins: Option<Arc<crate::registry::PluginRegistry>>,
     /// Query answers by `outcome`: `hit` (from the result cache), `miss`.
     result_cache: IntCounterVec,
+    admin_token: admin_token::AdminToken,
+    certs: hourglass_pki::CertDir,
 }
 
 impl Api {
@@ -96,6 +107,11 @@ impl Api {
                 "Query answers taken from the result cache (hit) or computed (miss).",
                 "outcome",
             ),
+            admin_token: admin_token::AdminToken::new(
+                settings.admin_token_sha256.as_deref(),
+                registry,
+            ),
+            certs: hourglass_pki::CertDir::new(&settings.certs_dir),
         }
     }
 
@@ -123,6 +139,14 @@ impl Api {
             (&Method::POST, "/api/v1/funnel") => self.funnel(req).await,
             (&Method::GET | &Method::POST, "/api/v1/plugins") => self.plugins(req).await,
             (&Method::POST, p) if p.starts_with("/api/v1/plugins/") => self.plugins(req).await,
+            (
+                _,
+                "/api/v1/admin/merchants"
+                | "/api/v1/admin/sites"
+                | "/api/v1/admin/keys"
+                | "/api/v1/admin/edges",
+            ) => self.admin(req).await,
+            (_, p) if p.starts_with("/api/v1/admin/keys/") => self.admin(req).await,
             (&Method::GET, "/api/v1/openapi.json") => {
                 body(StatusCode::OK, "application/json", OPENAPI_JSON)
             }
@@ -434,6 +458,20 @@ mod tests {
         let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         assert!(doc["paths"]["/api/v1/query"]["post"].is_object());
+        for (path, method) in [
+            ("/api/v1/admin/merchants", "post"),
+            ("/api/v1/admin/sites", "post"),
+            ("/api/v1/admin/keys", "post"),
+            ("/api/v1/admin/keys/{prefix_or_hash}", "delete"),
+            ("/api/v1/admin/edges", "get"),
+        ] {
+            assert_eq!(
+                doc["paths"][path][method]["security"][0]["adminToken"],
+                json!([]),
+                "{method} {path}"
+            );
+        }
+        assert!(doc["components"]["securitySchemes"]["adminToken"].is_object());
     }
 
     #[test]

@@ -234,6 +234,28 @@ pub fn peek_header(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
 /// protobuf decode. Nothing is allocated before the checksum has passed,
 /// and never more than [`MAX_BATCH_BYTES`].
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
+    Ok(Batch::decode(verified_payload(bytes)?.as_slice())?)
+}
+
+/// A batch's header and events only: the loader's view of a batch. Same
+/// tags as [`Batch`]; the raw hits and rejects (for `reprocess`) are
+/// skipped on the wire, never decoded.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BatchEvents {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<crate::BatchHeader>,
+    #[prost(message, repeated, tag = "3")]
+    pub events: Vec<crate::Event>,
+}
+
+/// [`decode_batch`] (the same checks) decoding only the header and events.
+pub fn decode_batch_events(bytes: &[u8]) -> Result<BatchEvents, DecodeError> {
+    Ok(BatchEvents::decode(verified_payload(bytes)?.as_slice())?)
+}
+
+/// The decompressed payload of one frame that must span all of `bytes`,
+/// after every check but the protobuf decode.
+fn verified_payload(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let header = peek_header(bytes)?;
     let got = bytes.len() as u64;
     let expected = header.frame_len();
@@ -261,8 +283,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         });
     }
 
-    let raw = decompress(payload, header.uncompressed_len)?;
-    Ok(Batch::decode(raw.as_slice())?)
+    decompress(payload, header.uncompressed_len)
 }
 
 /// Decompresses `payload`, which must be one zstd frame declaring exactly
@@ -345,6 +366,22 @@ mod tests {
         frame[offset..offset + le_bytes.len()].copy_from_slice(le_bytes);
         reseal(&mut frame);
         frame
+    }
+
+    #[test]
+    fn the_events_view_skips_raw_hits_and_rejects_and_checks_the_same() {
+        let batch = sample_batch();
+        assert!(!batch.raw_hits.is_empty() && !batch.events.is_empty());
+        let view = decode_batch_events(&encoded()).unwrap();
+        assert_eq!(view.header, batch.header);
+        assert_eq!(view.events, batch.events);
+        let mut bad = encoded();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            decode_batch_events(&bad),
+            Err(DecodeError::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod golden;
 mod types;
 
 pub use codec::{
-    DecodeError, EncodeError, FORMAT_VERSION, FrameHeader, MAGIC, MAX_BATCH_BYTES, decode_batch,
-    encode_batch, peek_header, try_encode_batch,
+    BatchEvents, DecodeError, EncodeError, FORMAT_VERSION, FrameHeader, MAGIC, MAX_BATCH_BYTES,
+    decode_batch, decode_batch_events, encode_batch, peek_header, try_encode_batch,
 };
 pub use types::*;

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hourglass_model::{BatchId, Event};
 use serde::{Deserialize, Serialize};
 
+use crate::event_native::NativeBlock;
 use crate::event_row::EventRow;
 use crate::{Warehouse, WarehouseError};
 
@@ -35,6 +36,16 @@ pub struct LoadEntry {
     pub error: String,
     pub loaded_at: u32,
     pub version: u64,
+}
+
+/// What the loads ledger says about one edge: its batches loaded, their
+/// rows, and when the last one was loaded (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct EdgeLoads {
+    pub edge_id: String,
+    pub batches: u64,
+    pub rows: u64,
+    pub last_loaded_at: u32,
 }
 
 /// A batch's latest ledger status. (Queries alias the columns to short
@@ -111,6 +122,32 @@ pub(crate) const ROLLUPS: [(&str, &str); 6] = [
     ),
 ];
 
+/// `events` of one batch, stamped with `batch_id` and `plugin_set`, as a
+/// block for [`Warehouse::insert_native_events`]: no IO, so a loader can
+/// encode the next set while the current one is being inserted. Refuses
+/// an event with a time `DateTime` cannot hold.
+pub fn encode_events<'a>(
+    batch_id: &str,
+    plugin_set: &str,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Result<NativeBlock, WarehouseError> {
+    let rows = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            EventRow::new(event, batch_id, plugin_set).map_err(|e| {
+                WarehouseError::TimestampOutOfRange {
+                    batch_id: batch_id.to_owned(),
+                    index,
+                    field: e.field,
+                    value_ms: e.value_ms,
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NativeBlock::encode(&rows))
+}
+
 impl Warehouse {
     /// Appends ledger rows (one insert).
     pub async fn record_loads(&self, entries: &[LoadEntry]) -> Result<(), WarehouseError> {
@@ -157,6 +194,22 @@ impl Warehouse {
             .map_err(WarehouseError::clickhouse("reading the loads ledger"))
     }
 
+    /// Per edge (the part of a batch id before `-<20-digit seq>`), the
+    /// batches loaded, their rows and the last load, sorted by edge.
+    pub async fn loads_by_edge(&self) -> Result<Vec<EdgeLoads>, WarehouseError> {
+        self.db
+            .query(
+                "SELECT substring(batch_id, 1, length(batch_id) - 21) AS e, count() AS b, \
+                 sum(rows) AS r, max(loaded_at) AS l FROM loads \
+                 WHERE status = 'loaded' AND length(batch_id) > 21 GROUP BY e ORDER BY e",
+            )
+            .fetch_all::<EdgeLoads>()
+            .await
+            .map_err(WarehouseError::clickhouse(
+                "reading the loads ledger by edge",
+            ))
+    }
+
     /// Batches whose latest ledger status is `loading`: a load that was
     /// interrupted, whose rows may be partly in `events`.
     pub async fn unfinished_loads(&self) -> Result<Vec<LoadStatus>, WarehouseError> {
@@ -172,9 +225,9 @@ impl Warehouse {
             .map_err(WarehouseError::clickhouse("reading unfinished loads"))
     }
 
-    /// Inserts the events of many batches as one RowBinary insert. The
-    /// caller keeps one day partition per call, so the insert is atomic per
-    /// block. Returns the rows sent.
+    /// Inserts the events of many batches as one insert (one `Native`
+    /// block). The caller keeps one day partition per call, so the insert
+    /// is atomic per block. Returns the rows sent.
     pub async fn insert_event_batches(
         &self,
         batches: &[(BatchId, String, Vec<Event>)],
@@ -194,27 +247,50 @@ impl Warehouse {
                 rows.push(row);
             }
         }
-        if rows.is_empty() {
+        self.insert_native_events(&[&NativeBlock::encode(&rows)])
+            .await
+    }
+
+    /// Sends `blocks` (from [`encode_events`]) to `events` as one insert
+    /// and returns the rows sent; nothing is sent when they hold no rows.
+    /// ClickHouse squashes the blocks of an insert into blocks of up to
+    /// `min_insert_block_size_rows` before writing parts and running the
+    /// views, so many small blocks cost no more parts than one big one.
+    /// Like every write here it carries a `hourglass-write:` query id.
+    pub async fn insert_native_events(
+        &self,
+        blocks: &[&NativeBlock],
+    ) -> Result<u64, WarehouseError> {
+        let context = |what: &str| format!("inserting into {}.events: {what}", self.database());
+        self.send_native_events(blocks, context).await
+    }
+
+    /// [`Warehouse::insert_native_events`], with `context` saying what
+    /// failed.
+    pub(crate) async fn send_native_events(
+        &self,
+        blocks: &[&NativeBlock],
+        context: impl Fn(&str) -> String,
+    ) -> Result<u64, WarehouseError> {
+        let rows: usize = blocks.iter().map(|b| b.rows()).sum();
+        if rows == 0 {
             return Ok(0);
         }
-        let context = |what: &str| format!("inserting into {}.events: {what}", self.database());
         let mut insert = self
             .db
-            .insert::<EventRow<'_>>("events")
-            .await
-            .map_err(WarehouseError::clickhouse(context("starting the insert")))?
+            .insert_formatted_with("INSERT INTO events FORMAT Native")
             .with_setting(QUERY_ID, self.write_query_id());
-        for row in &rows {
+        for block in blocks.iter().filter(|b| b.rows() > 0) {
             insert
-                .write(row)
+                .send(block.bytes().clone())
                 .await
-                .map_err(WarehouseError::clickhouse(context("writing a row")))?;
+                .map_err(WarehouseError::clickhouse(context("sending a block")))?;
         }
         insert
             .end()
             .await
             .map_err(WarehouseError::clickhouse(context("finishing the insert")))?;
-        Ok(rows.len() as u64)
+        Ok(rows as u64)
     }
 
     /// Starts deleting every `events` row of `batch_ids`: a mutation,

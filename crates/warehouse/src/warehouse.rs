@@ -4,6 +4,7 @@
 use clickhouse::{Client, Compression};
 use hourglass_model::{BatchId, Event};
 
+use crate::event_native::NativeBlock;
 use crate::{WarehouseConfig, WarehouseError, event_row::EventRow};
 
 /// A handle on one database of one ClickHouse server. Cheap to clone.
@@ -128,8 +129,8 @@ impl Warehouse {
     }
 
     /// Inserts `events` into `events`, stamped with `batch_id` and
-    /// `plugin_set`, as one RowBinary (lz4) insert. Returns the number of
-    /// rows sent.
+    /// `plugin_set`, as one `Native` insert. Returns the number of rows
+    /// sent.
     ///
     /// Every event is checked first: if one has a time `DateTime` cannot
     /// hold, nothing is sent. The insert is atomic only per block and per
@@ -149,39 +150,24 @@ impl Warehouse {
                 field: e.field,
                 value_ms: e.value_ms,
             };
-        for (index, event) in events.iter().enumerate() {
-            EventRow::new(event, &batch, plugin_set).map_err(|e| out_of_range(index, e))?;
-        }
         if events.is_empty() {
             return Ok(0);
         }
-
+        let rows = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                EventRow::new(event, &batch, plugin_set).map_err(|e| out_of_range(index, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let context = |what: &str| {
             format!(
                 "inserting batch {batch} into {}.events: {what}",
                 self.database
             )
         };
-        let mut insert = self
-            .db
-            .insert::<EventRow<'_>>("events")
+        self.send_native_events(&[&NativeBlock::encode(&rows)], context)
             .await
-            .map_err(WarehouseError::clickhouse(context("starting the insert")))?;
-        for (index, event) in events.iter().enumerate() {
-            let row =
-                EventRow::new(event, &batch, plugin_set).map_err(|e| out_of_range(index, e))?;
-            insert
-                .write(&row)
-                .await
-                .map_err(WarehouseError::clickhouse(context(&format!(
-                    "writing event {index}"
-                ))))?;
-        }
-        insert
-            .end()
-            .await
-            .map_err(WarehouseError::clickhouse(context("finishing the insert")))?;
-        Ok(events.len() as u64)
     }
 }
 
