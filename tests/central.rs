@@ -123,6 +123,21 @@ impl Central {
         &self.config
     }
 
+    /// `central-ingest plugin ARGS` on this central's config (its archive)
+    /// and `db`: the registry's command line.
+    pub fn plugin_cli(&self, db: &TestDb, args: &[&str]) -> Output {
+        crate::run(
+            crate::binary("central-ingest")
+                .arg("--config")
+                .arg(&self.config)
+                .arg("plugin")
+                .args(args)
+                .env("CLICKHOUSE_URL", &db.url)
+                .env("CLICKHOUSE_DATABASE", &db.name)
+                .env_remove("HOURGLASS_CONFIG"),
+        )
+    }
+
     fn launch(
         dir: &Path,
         archive: &Path,

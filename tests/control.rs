@@ -486,16 +486,47 @@ fn a_plugin_set_swapped_under_load_loses_and_repeats_no_hit() {
         })
         .collect();
 
-    // Mid-load: the channel plugin joins the chain.
+    // Mid-load: a new plugin is uploaded to the registry (validated,
+    // stored by SHA-256) and activated on the platform chain.
     std::thread::sleep(Duration::from_secs(SECONDS / 2));
     let sent_before_swap = accepted.load(Ordering::Relaxed);
-    let channel = bind(
-        &s.db,
-        &s.central.archive,
-        "channel",
-        component("channel"),
-        1,
-    );
+    let wasm = hourglass_testkit::state_dir().join("plugins/channel.wasm");
+    let wasm = wasm.to_str().unwrap();
+    for args in [
+        &[
+            "upload",
+            wasm,
+            "--name",
+            "channel",
+            "--version",
+            "2.0.0",
+            "--platform",
+        ][..],
+        &[
+            "activate",
+            "channel",
+            "2.0.0",
+            "--platform",
+            "--position",
+            "1",
+        ],
+    ] {
+        let out = s.central.plugin_cli(&s.db, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "plugin {args:?}: {}",
+            text(&out)
+        );
+    }
+    let channel = PluginBinding {
+        name: "channel".into(),
+        plugin_version: "2.0.0".into(),
+        sha256: hourglass_processing::control::sha256_hex(&component("channel")),
+        config: String::new(),
+        data_sha256: String::new(),
+        on_failure: "skip-plugin".into(),
+    };
     let after = PluginChains::new(vec![passthrough, channel], BTreeMap::new()).label;
     assert_ne!(before, after);
     let sent: Vec<String> = senders

@@ -684,16 +684,7 @@ fn hostile_uploads_are_refused_with_the_step_that_failed() {
 
 /// `central-ingest plugin ARGS` against the stack's warehouse and archive.
 fn plugin_cli(stack: &Stack, args: &[&str]) -> std::process::Output {
-    hourglass_e2e::run(
-        hourglass_e2e::binary("central-ingest")
-            .arg("--config")
-            .arg(stack.central.config_file())
-            .arg("plugin")
-            .args(args)
-            .env("CLICKHOUSE_URL", &stack.db.url)
-            .env("CLICKHOUSE_DATABASE", &stack.db.name)
-            .env_remove("HOURGLASS_CONFIG"),
-    )
+    stack.central.plugin_cli(&stack.db, args)
 }
 
 fn ok_lines(out: &std::process::Output) -> Vec<(String, String)> {
