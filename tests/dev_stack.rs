@@ -107,16 +107,28 @@ fn up_detach_is_idempotent_and_down_leaves_nothing_running() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The merchant API answers for the demo site with the demo key.
+    // The merchant API answers for the demo site with the demo key. The
+    // rollup it reads is written by a view right after `events` (and an
+    // answer is cached for a few seconds): wait for it, bounded.
     let api = first["api_url"].as_str().unwrap();
     let key = first["api_key"].as_str().unwrap();
-    let mut answer = ureq::post(&format!("{api}/api/v1/query"))
-        .header("Authorization", &format!("Bearer {key}"))
-        .send(r#"{"site_id":"example.com","metrics":["pageviews"],"date_range":"all"}"#)
-        .unwrap();
-    let answer: serde_json::Value =
-        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(answer["results"][0]["metrics"][0], 1, "{answer}");
+    let started = Instant::now();
+    loop {
+        let mut answer = ureq::post(&format!("{api}/api/v1/query"))
+            .header("Authorization", &format!("Bearer {key}"))
+            .send(r#"{"site_id":"example.com","metrics":["pageviews"],"date_range":"all"}"#)
+            .unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+        if answer["results"][0]["metrics"][0] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the API never counted the pageview: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // The admin API opens with the stack's admin token, and only with it.
     let token = first["admin_token"].as_str().unwrap();
