@@ -813,7 +813,7 @@ fn markdown(r: &Value) -> String {
         num(&t["client_rows_per_s_median"]),
     );
     s.push_str(&format!(
-        "## Loader throughput ({} rows, `events` + 4 materialized rollups, median of {} rounds)\n\n\
+        "## Loader throughput ({} rows, `events` and every materialized view on it, median of {} rounds)\n\n\
          | | rows/s | loader / client | target |\n|---|---:|---:|---|\n\
          | central-ingest loader (archive → ClickHouse) | {loader:.0} | {:.2}× | ≥ 0.9× |\n\
          | clickhouse-client `INSERT … FORMAT Native` | {client:.0} | | |\n\n",
