@@ -157,8 +157,12 @@ struct Stack {
     api: String,
 }
 
-/// A migrated database and central with the API on, the component cap at
-/// 256 KiB (the reference plugins are under 70 KiB).
+/// The operator's admin token of [`stack`]'s central.
+const ADMIN_TOKEN: &str = "operator-token-of-the-registry-tests";
+
+/// A migrated database and central with the API on, the admin token
+/// [`ADMIN_TOKEN`], the component cap at 256 KiB (the reference plugins
+/// are under 70 KiB).
 fn stack() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let db = hourglass_testkit::fresh_database();
@@ -170,7 +174,10 @@ fn stack() -> Stack {
         &certs,
         &db,
         false,
-        "[registry]\nmax_component_bytes = 262144\n",
+        &format!(
+            "admin_token_sha256 = \"{}\"\n[registry]\nmax_component_bytes = 262144\n",
+            hourglass_warehouse::metadata::hash_api_key(ADMIN_TOKEN)
+        ),
     );
     let api = central.api_url.clone().unwrap();
     Stack {
@@ -680,6 +687,139 @@ fn hostile_uploads_are_refused_with_the_step_that_failed() {
     // be uploaded again once fixed.
     let fixed = upload(&api, Some(&key), "name=hostile&version=loop", &misbehave);
     assert_eq!(fixed.status, 201, "{}", fixed.body);
+}
+
+#[test]
+fn the_admin_token_manages_the_platform_chain_over_the_api() {
+    let stack = stack();
+    let (db, api) = (&stack.db, stack.api.as_str());
+    let (_, shop_key) = merchant(db, "Shop", "s_shop", "shop.example");
+    let validate = component("validate");
+
+    // A merchant key may not touch the platform: 403, nothing stored.
+    let refused = upload(
+        api,
+        Some(&shop_key),
+        "name=validate&version=1&scope=platform",
+        &validate,
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin token"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(db.query("SELECT count() FROM plugins").unwrap().trim(), "0");
+
+    // The admin token uploads platform plugins and changes the platform
+    // chain (no site_id), with the same validation as everyone.
+    let up = upload(api, Some(ADMIN_TOKEN), "name=validate&version=1", &validate);
+    assert_eq!(up.status, 201, "{}", up.body);
+    assert_eq!(up.body["owner"], "platform");
+    let v2 = upload(
+        api,
+        Some(ADMIN_TOKEN),
+        "name=validate&version=2&scope=platform",
+        &validate,
+    );
+    assert_eq!(v2.status, 201, "{}", v2.body);
+    for (version, config) in [("1", ""), ("2", "max_props = 5")] {
+        let on = post_json(
+            api,
+            ADMIN_TOKEN,
+            "/api/v1/plugins/activate",
+            &json!({"name": "validate", "version": version, "config": config,
+                    "on_failure": "reject-batch"}),
+        );
+        assert_eq!(on.status, 200, "{}", on.body);
+        assert_eq!(on.body["scope"], "platform");
+        assert_eq!(on.body["activated_by"], "admin-api");
+    }
+    assert_eq!(
+        bindings(db, ""),
+        [row(&[
+            "validate",
+            "2",
+            "max_props = 5",
+            "",
+            "reject-batch",
+            "0"
+        ])]
+    );
+    let bad = post_json(
+        api,
+        ADMIN_TOKEN,
+        "/api/v1/plugins/activate",
+        &json!({"name": "validate", "version": "2", "config": "max_props = lots"}),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.body["step"], "init");
+    let back = post_json(
+        api,
+        ADMIN_TOKEN,
+        "/api/v1/plugins/rollback",
+        &json!({"name": "validate"}),
+    );
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(back.body["version"], "1");
+    assert_eq!(
+        bindings(db, ""),
+        [row(&["validate", "1", "", "", "reject-batch", "0"])]
+    );
+
+    // The operator may change any merchant's site chain, by domain; an
+    // unknown domain is 404.
+    let site = post_json(
+        api,
+        ADMIN_TOKEN,
+        "/api/v1/plugins/activate",
+        &json!({"name": "validate", "version": "2", "site_id": "shop.example"}),
+    );
+    assert_eq!(site.status, 200, "{}", site.body);
+    assert_eq!(site.body["site_id"], "shop.example");
+    assert_eq!(bindings(db, "s_shop").len(), 1);
+    let unknown = post_json(
+        api,
+        ADMIN_TOKEN,
+        "/api/v1/plugins/activate",
+        &json!({"name": "validate", "version": "2", "site_id": "nope.example"}),
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // The merchant sees the platform plugin it runs and both chains; the
+    // merchant may not roll the platform chain back.
+    let listed = get(api, &shop_key, "/api/v1/plugins");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let scopes: Vec<(&str, &str)> = listed.body["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["scope"].as_str().unwrap(), b["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [("platform", "1"), ("site", "2")],
+        "{}",
+        listed.body
+    );
+    let merchant_rollback = post_json(
+        api,
+        &shop_key,
+        "/api/v1/plugins/rollback",
+        &json!({"name": "validate"}),
+    );
+    assert_eq!(merchant_rollback.status, 403, "{}", merchant_rollback.body);
+    assert_eq!(
+        bindings(db, ""),
+        [row(&["validate", "1", "", "", "reject-batch", "0"])]
+    );
+
+    // A wrong admin token is just an unknown key.
+    let wrong = get(api, "operator-token-but-wrong", "/api/v1/plugins");
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
 }
 
 /// `central-ingest plugin ARGS` against the stack's warehouse and archive.

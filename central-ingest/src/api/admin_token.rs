@@ -34,16 +34,20 @@ impl AdminToken {
         }
     }
 
+    /// Whether `headers` carry the admin token, for routes that merchant
+    /// keys may use too (nothing is counted: a merchant key is not a
+    /// refusal there).
+    pub fn presented(&self, headers: &HeaderMap) -> bool {
+        match (bearer(headers), &self.sha256) {
+            (Some(token), Some(expected)) => token_matches(token, expected),
+            _ => false,
+        }
+    }
+
     /// `Ok` when `headers` carry the admin token as a Bearer credential;
     /// otherwise the `401` to answer (counted).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Box<Response<Full<Bytes>>>> {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty());
+        let presented = bearer(headers);
         let reason = match (presented, &self.sha256) {
             (_, None) => "not_configured",
             (None, Some(_)) => "missing",
@@ -66,6 +70,18 @@ impl AdminToken {
         h.insert("www-authenticate", HeaderValue::from_static("Bearer"));
         Err(Box::new(r))
     }
+}
+
+/// The Bearer credential of `headers`, if any (an admin token or an API
+/// key).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// Whether `token`'s SHA-256 is `expected`, compared in constant time.

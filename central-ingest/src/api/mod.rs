@@ -39,7 +39,7 @@ use hourglass_warehouse::query::{QueryError, QueryRunError};
 use hourglass_warehouse::{Query, Warehouse};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Registry};
@@ -181,10 +181,10 @@ impl Api {
     /// The caller's key grant, or the answer to send: 401 without a valid
     /// key, 429 (with `Retry-After`) over the key's rate.
     async fn grant(&self, req: &Request<Incoming>) -> Result<Arc<KeyGrant>, Response<Full<Bytes>>> {
-        let Some(key) = bearer(req) else {
+        let Some(key) = admin_token::bearer(req.headers()) else {
             return Err(unauthorized());
         };
-        let grant = match self.keys.resolve(&key).await {
+        let grant = match self.keys.resolve(key).await {
             Ok(Some(grant)) => grant,
             Ok(None) => return Err(unauthorized()),
             Err(e) => {
@@ -396,13 +396,6 @@ impl ResultCache {
         }
         entries.insert(key, (Instant::now(), body));
     }
-}
-
-fn bearer(req: &Request<Incoming>) -> Option<String> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    let key = key.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| key.to_owned())
 }
 
 /// The field a serde error names (`unknown field `x``, `missing field

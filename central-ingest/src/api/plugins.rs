@@ -15,14 +15,14 @@
 //!   data_sha256?, on_failure?, position?}`, `POST
 //!   /api/v1/plugins/deactivate` and `/rollback` `{name, site_id}`.
 //!
-//! Platform plugins and the platform chain need the operator's admin
-//! token, which this API does not take yet: without `site_id` (or with
-//! `scope=platform` on upload) the answer is `403`; operators use
-//! `central-ingest plugin … --platform`.
+//! The operator's admin token (`api.admin_token_sha256`, as for
+//! `/api/v1/admin`) works here too, for every site and for the platform:
+//! its uploads are platform plugins, `activate`, `deactivate` and
+//! `rollback` without `site_id` change the platform chain (which runs for
+//! every site, before the site's own), and `GET` lists every plugin and
+//! binding. A merchant key asking for the platform gets `403`.
 
-use std::sync::Arc;
-
-use hourglass_warehouse::metadata::KeyGrant;
+use hourglass_warehouse::metadata::Site;
 use hourglass_warehouse::plugins::{PluginBinding, PluginRow};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -34,29 +34,73 @@ use crate::registry::{Activation, Owner, PluginRegistry, RegistryError, Scope};
 
 type Answer = Response<Full<Bytes>>;
 
-const PLATFORM_REFUSED: &str = "the platform chain and platform plugins need the operator's admin token, \
-     which this API does not take yet: use `central-ingest plugin … --platform`; \
+const PLATFORM_REFUSED: &str = "the platform chain and platform plugins need the operator's admin token; \
      merchant keys change their own sites' chains (give site_id)";
+
+/// Who asks: the operator (admin token) or a merchant's key.
+struct Caller {
+    owner: Owner,
+    /// The sites whose chains the caller may change (every site for the
+    /// operator).
+    sites: Vec<Site>,
+    /// Recorded as `activated_by`.
+    by: String,
+}
+
+impl Caller {
+    fn is_operator(&self) -> bool {
+        matches!(self.owner, Owner::Platform)
+    }
+
+    /// The site of the caller's whose domain is `domain`; `None` for "no
+    /// such site" and "not yours" alike.
+    fn site(&self, domain: &str) -> Option<&Site> {
+        self.sites
+            .iter()
+            .find(|s| s.domain.eq_ignore_ascii_case(domain))
+    }
+
+    fn domain_of(&self, site_id: &str) -> Option<&str> {
+        self.sites
+            .iter()
+            .find(|s| s.site_id == site_id)
+            .map(|s| s.domain.as_str())
+    }
+}
 
 impl Api {
     /// `/api/v1/plugins` and `/api/v1/plugins/{data,activate,deactivate,rollback}`.
     pub(super) async fn plugins(&self, req: Request<Incoming>) -> Answer {
-        let grant = match self.grant(&req).await {
-            Ok(g) => g,
-            Err(r) => return r,
-        };
         let Some(registry) = self.plugins.clone() else {
             return error(
                 StatusCode::NOT_FOUND,
                 "the plugin registry is not enabled on this server",
             );
         };
-        let owner = Owner::Merchant(grant.key.merchant_id.clone());
+        let caller = if self.admin_token.presented(req.headers()) {
+            match registry.warehouse().sites().await {
+                Ok(sites) => Caller {
+                    owner: Owner::Platform,
+                    sites: sites.into_iter().filter(|s| s.deleted == 0).collect(),
+                    by: "admin-api".to_owned(),
+                },
+                Err(e) => return refused(RegistryError::Unavailable(e.into())),
+            }
+        } else {
+            match self.grant(&req).await {
+                Ok(grant) => Caller {
+                    owner: Owner::Merchant(grant.key.merchant_id.clone()),
+                    sites: grant.sites.clone(),
+                    by: format!("key:{}", grant.key.key_prefix),
+                },
+                Err(r) => return r,
+            }
+        };
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         match (method, path.as_str()) {
-            (Method::GET, "/api/v1/plugins") => list(&registry, &grant, &owner).await,
-            (Method::POST, "/api/v1/plugins") => upload(&registry, &owner, req).await,
+            (Method::GET, "/api/v1/plugins") => list(&registry, &caller).await,
+            (Method::POST, "/api/v1/plugins") => upload(&registry, &caller, req).await,
             (Method::POST, "/api/v1/plugins/data") => {
                 let max = registry.limits().max_data_bytes;
                 match read_body(req, max, "data file").await {
@@ -71,32 +115,35 @@ impl Api {
                     Err(r) => r,
                 }
             }
-            (Method::POST, action) => binding(&registry, &grant, action, req).await,
+            (Method::POST, action) => binding(&registry, &caller, action, req).await,
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         }
     }
 }
 
-async fn list(registry: &PluginRegistry, grant: &KeyGrant, owner: &Owner) -> Answer {
-    let mut scopes: Vec<String> = grant.sites.iter().map(|s| s.site_id.clone()).collect();
+async fn list(registry: &PluginRegistry, caller: &Caller) -> Answer {
+    let mut scopes: Vec<String> = caller.sites.iter().map(|s| s.site_id.clone()).collect();
     scopes.push(String::new());
-    let (plugins, bindings) =
-        match tokio::try_join!(registry.plugins(owner), registry.bindings(Some(&scopes))) {
-            Ok(x) => x,
-            Err(e) => return refused(e),
-        };
+    let scopes = (!caller.is_operator()).then_some(scopes);
+    let (plugins, bindings) = match tokio::try_join!(
+        registry.plugins(&caller.owner),
+        registry.bindings(scopes.as_deref())
+    ) {
+        Ok(x) => x,
+        Err(e) => return refused(e),
+    };
     body(
         StatusCode::OK,
         "application/json",
         json!({
             "plugins": plugins.iter().map(plugin_json).collect::<Vec<_>>(),
-            "bindings": bindings.iter().map(|b| binding_json(b, grant)).collect::<Vec<_>>(),
+            "bindings": bindings.iter().map(|b| binding_json(b, caller)).collect::<Vec<_>>(),
         })
         .to_string(),
     )
 }
 
-async fn upload(registry: &PluginRegistry, owner: &Owner, req: Request<Incoming>) -> Answer {
+async fn upload(registry: &PluginRegistry, caller: &Caller, req: Request<Incoming>) -> Answer {
     let params: Vec<(String, String)> = req
         .uri()
         .query()
@@ -112,7 +159,7 @@ async fn upload(registry: &PluginRegistry, owner: &Owner, req: Request<Incoming>
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
-    if param("scope") == Some("platform") {
+    if param("scope") == Some("platform") && !caller.is_operator() {
         return error(StatusCode::FORBIDDEN, PLATFORM_REFUSED);
     }
     let (Some(name), Some(version)) = (param("name"), param("version")) else {
@@ -131,7 +178,7 @@ async fn upload(registry: &PluginRegistry, owner: &Owner, req: Request<Incoming>
     };
     match registry
         .upload(
-            owner,
+            &caller.owner,
             &name,
             &version,
             wasm,
@@ -160,7 +207,7 @@ async fn upload(registry: &PluginRegistry, owner: &Owner, req: Request<Incoming>
 /// `activate`, `deactivate` and `rollback`.
 async fn binding(
     registry: &PluginRegistry,
-    grant: &Arc<KeyGrant>,
+    caller: &Caller,
     action: &str,
     req: Request<Incoming>,
 ) -> Answer {
@@ -190,18 +237,19 @@ async fn binding(
             "required: the plugin's name",
         );
     };
-    let Some(domain) = text("site_id").filter(|d| !d.is_empty()) else {
-        return error(StatusCode::FORBIDDEN, PLATFORM_REFUSED);
+    let scope = match text("site_id").filter(|d| !d.is_empty()) {
+        None if caller.is_operator() => Scope::Platform,
+        None => return error(StatusCode::FORBIDDEN, PLATFORM_REFUSED),
+        // The same answer for "no such site" and "not yours".
+        Some(domain) => match caller.site(&domain) {
+            Some(site) => Scope::Site {
+                site_id: site.site_id.clone(),
+                merchant_id: site.merchant_id.clone(),
+            },
+            None => return error(StatusCode::NOT_FOUND, "site not found"),
+        },
     };
-    // The same answer for "no such site" and "not yours".
-    let Some(site) = grant.site_by_domain(&domain) else {
-        return error(StatusCode::NOT_FOUND, "site not found");
-    };
-    let scope = Scope::Site {
-        site_id: site.site_id.clone(),
-        merchant_id: site.merchant_id.clone(),
-    };
-    let by = format!("key:{}", grant.key.key_prefix);
+    let by = caller.by.clone();
     let result = match action.as_str() {
         "activate" => {
             let Some(version) = text("version") else {
@@ -246,7 +294,7 @@ async fn binding(
         Ok(b) => body(
             StatusCode::OK,
             "application/json",
-            binding_json(&b, grant).to_string(),
+            binding_json(&b, caller).to_string(),
         ),
         Err(e) => refused(e),
     }
@@ -285,16 +333,8 @@ fn plugin_json(p: &PluginRow) -> Value {
     })
 }
 
-fn binding_json(b: &PluginBinding, grant: &KeyGrant) -> Value {
-    let site = if b.scope.is_empty() {
-        Value::Null
-    } else {
-        grant
-            .sites
-            .iter()
-            .find(|s| s.site_id == b.scope)
-            .map_or(Value::Null, |s| json!(s.domain))
-    };
+fn binding_json(b: &PluginBinding, caller: &Caller) -> Value {
+    let site = caller.domain_of(&b.scope).map_or(Value::Null, |d| json!(d));
     json!({
         "scope": if b.scope.is_empty() { "platform" } else { "site" },
         "site_id": site,
