@@ -17,9 +17,11 @@
 //!
 //! Keys are resolved through a short in-memory cache and rate-limited per
 //! key ([`keys`]); answers are reused for the same query for
-//! `result_cache_secs` (the rate limit still counts them); every answer is counted in
+//! `result_cache_secs`, then served stale for as long again while one
+//! background query refreshes them ([`result_cache`]; the rate limit still
+//! counts them); every answer is counted in
 //! `hourglass_central_api_requests_total{status}`, and query answers in
-//! `hourglass_central_api_result_cache_total{outcome="hit"|"miss"}`.
+//! `hourglass_central_api_result_cache_total{outcome="hit"|"stale"|"miss"}`.
 
 pub mod admin;
 mod admin_http;
@@ -27,15 +29,15 @@ pub mod admin_token;
 mod goals;
 mod keys;
 mod plugins;
+mod result_cache;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use hourglass_warehouse::metadata::KeyGrant;
-use hourglass_warehouse::query::{QueryError, QueryRunError};
+use hourglass_warehouse::query::{QueryError, QueryResult, QueryRunError};
 use hourglass_warehouse::{Query, Warehouse};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -48,6 +50,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use keys::Keys;
+use result_cache::{Lookup, ResultCache};
 
 /// The dashboard page (no build step: plain HTML, CSS and JS).
 pub const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
@@ -75,10 +78,11 @@ pub struct ApiSettings {
 pub struct Api {
     warehouse: Warehouse,
     keys: Keys,
-    results: ResultCache,
+    results: Arc<ResultCache>,
     requests: IntCounterVec,
     plugins: Option<Arc<crate::registry::PluginRegistry>>,
-    /// Query answers by `outcome`: `hit` (from the result cache), `miss`.
+    /// Query answers by `outcome`: `hit` (from the result cache), `stale`
+    /// (from it, past the TTL, while one refresh runs), `miss`.
     result_cache: IntCounterVec,
     admin_token: admin_token::AdminToken,
     certs: hourglass_pki::CertDir,
@@ -93,7 +97,7 @@ impl Api {
                 settings.default_rate_limit_per_minute,
             ),
             warehouse,
-            results: ResultCache::new(settings.result_cache_ttl),
+            results: Arc::new(ResultCache::new(settings.result_cache_ttl)),
             requests: hourglass_svc::metrics::counter_vec(
                 registry,
                 "hourglass_central_api_requests_total",
@@ -104,7 +108,7 @@ impl Api {
             result_cache: hourglass_svc::metrics::counter_vec(
                 registry,
                 "hourglass_central_api_result_cache_total",
-                "Query answers taken from the result cache (hit) or computed (miss).",
+                "Query answers taken from the result cache (hit; stale: past the TTL while one refresh runs) or computed (miss).",
                 "outcome",
             ),
             admin_token: admin_token::AdminToken::new(
@@ -307,20 +311,34 @@ impl Api {
             serde_json::to_string(&query).unwrap_or_default(),
             query.goals
         );
-        if let Some(hit) = self.results.get(&cache_key) {
-            self.result_cache.with_label_values(&["hit"]).inc();
-            return body(StatusCode::OK, "application/json", hit);
+        match self.results.lookup(&cache_key) {
+            Lookup::Fresh(hit) => {
+                self.result_cache.with_label_values(&["hit"]).inc();
+                return body(StatusCode::OK, "application/json", hit);
+            }
+            Lookup::Stale { body: old, refresh } => {
+                self.result_cache.with_label_values(&["stale"]).inc();
+                if refresh {
+                    let (warehouse, results) = (self.warehouse.clone(), self.results.clone());
+                    let domain = domain.to_owned();
+                    tokio::spawn(async move {
+                        match warehouse.query(&query, SystemTime::now()).await {
+                            Ok(result) => results.put(cache_key, answer(result, query, domain)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "refreshing a cached answer failed");
+                                results.refresh_failed(&cache_key);
+                            }
+                        }
+                    });
+                }
+                return body(StatusCode::OK, "application/json", old);
+            }
+            Lookup::Miss => {}
         }
         self.result_cache.with_label_values(&["miss"]).inc();
         match self.warehouse.query(&query, SystemTime::now()).await {
             Ok(result) => {
-                query.site_id = domain.to_owned();
-                let out = json!({
-                    "results": result.results,
-                    "meta": result.meta,
-                    "query": query,
-                })
-                .to_string();
+                let out = answer(result, query, domain.to_owned());
                 self.results.put(cache_key, out.clone());
                 body(StatusCode::OK, "application/json", out)
             }
@@ -333,6 +351,17 @@ impl Api {
             }
         }
     }
+}
+
+/// The body of a query's answer: `query` as asked (by the site's domain).
+fn answer(result: QueryResult, mut query: Query, domain: String) -> String {
+    query.site_id = domain;
+    json!({
+        "results": result.results,
+        "meta": result.meta,
+        "query": query,
+    })
+    .to_string()
 }
 
 /// Serves the API on `listener` until `shutdown`, then lets open
@@ -351,51 +380,6 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationT
         "api",
     )
     .await;
-}
-
-/// Recent answers by query (with the site's internal id), so a dashboard
-/// reloaded by many viewers asks the warehouse once per TTL.
-struct ResultCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, String)>>,
-}
-
-impl ResultCache {
-    /// Entries kept at most; past this, expired ones are dropped, then all.
-    const MAX_ENTRIES: usize = 1000;
-
-    fn new(ttl: Duration) -> Self {
-        ResultCache {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, body)| body.clone())
-    }
-
-    fn put(&self, key: String, body: String) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= Self::MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (Instant::now(), body));
-    }
 }
 
 /// The field a serde error names (`unknown field `x``, `missing field
@@ -465,19 +449,6 @@ mod tests {
             );
         }
         assert!(doc["components"]["securitySchemes"]["adminToken"].is_object());
-    }
-
-    #[test]
-    fn the_result_cache_expires_and_can_be_off() {
-        let cache = ResultCache::new(Duration::from_millis(50));
-        cache.put("q".into(), "a".into());
-        assert_eq!(cache.get("q").as_deref(), Some("a"));
-        assert_eq!(cache.get("other"), None);
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(cache.get("q"), None);
-        let off = ResultCache::new(Duration::ZERO);
-        off.put("q".into(), "a".into());
-        assert_eq!(off.get("q"), None);
     }
 
     #[test]
