@@ -27,6 +27,7 @@ use hourglass_processing::{
     IdentityKeys, NoPlugins, Pipeline, PluginChain, SessionTable, SiteConfig, SiteDirectory,
 };
 use hourglass_testkit::TestDb;
+use hourglass_warehouse::plugins::PluginBinding;
 use hourglass_warehouse::{LoadEntry, Warehouse, WarehouseConfig, unix_seconds};
 
 const SECRET: [u8; 32] = [9u8; 32];
@@ -305,7 +306,8 @@ fn setup() -> Setup {
     Setup { dir, db, reference }
 }
 
-/// `reprocess` with the test's config, warehouse and plugin set v2.
+/// `reprocess` with the test's config and warehouse, and plugin set v2
+/// unless `args` name `--plugins`.
 fn reprocess_cmd(setup: &Setup, args: &[&str]) -> std::process::Command {
     let dir = setup.dir.path();
     let mut cmd = binary("reprocess");
@@ -313,10 +315,11 @@ fn reprocess_cmd(setup: &Setup, args: &[&str]) -> std::process::Command {
         .env("CLICKHOUSE_URL", &setup.db.url)
         .env("CLICKHOUSE_DATABASE", &setup.db.name)
         .arg("--config")
-        .arg(dir.join("reprocess.toml"))
-        .arg("--plugins")
-        .arg(dir.join("v2.toml"))
-        .args(args);
+        .arg(dir.join("reprocess.toml"));
+    if !args.contains(&"--plugins") {
+        cmd.arg("--plugins").arg(dir.join("v2.toml"));
+    }
+    cmd.args(args);
     cmd
 }
 
@@ -486,6 +489,100 @@ fn reprocessing_v1_with_v2_gives_the_warehouse_v2_ingest_gives() {
             "day {day}"
         );
     }
+}
+
+#[test]
+fn the_registry_chains_reprocess_like_the_same_plugins_in_a_set_file() {
+    let s = setup();
+    // The registry binds v2's plugins as the platform chain of sites a and
+    // b: the blobs in the archive, the rows in the warehouse.
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let wh = warehouse(&s.db);
+        let archive = Archive::local(&s.dir.path().join("archive")).expect("archive");
+        let merchant = wh.add_merchant("Shop").await.expect("merchant");
+        for (id, domain) in [("a", "a.example"), ("b", "b.example")] {
+            wh.add_site(&merchant.merchant_id, domain, "UTC", Some(id))
+                .await
+                .expect("site");
+        }
+        for (position, (name, config)) in v2_members().into_iter().enumerate() {
+            let wasm = std::fs::read(plugins_dir().join(format!("{name}.wasm"))).expect("wasm");
+            let sha256 = archive
+                .put_plugin_blob(bytes::Bytes::from(wasm))
+                .await
+                .expect("blob");
+            wh.bind_plugin(PluginBinding {
+                scope: String::new(),
+                name: name.into(),
+                plugin_version: "1".into(),
+                sha256,
+                config: config.into(),
+                data_sha256: String::new(),
+                on_failure: "skip-plugin".into(),
+                position: position as u16,
+                activated_at: 0,
+                activated_by: "test".into(),
+                version: 0,
+                deleted: 0,
+            })
+            .await
+            .expect("binding");
+        }
+    });
+
+    let out = reprocess(
+        &s,
+        &[
+            "--plugins",
+            "registry",
+            "--range",
+            "2026-11-01T00..2026-11-03T00",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).matches(", swapped").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    // The rows name the chains' label, as an edge running them would.
+    let label = rows(&s.db, "SELECT plugin_set FROM reprocess_runs FINAL");
+    assert_eq!(label.len(), 1);
+    let label = label[0].clone();
+    assert!(label.starts_with("ps-"), "{label}");
+    let relabelled = |day: u32| {
+        dump(&s.db, day, "1")
+            .into_iter()
+            .map(|(table, rows)| {
+                let rows: Vec<String> = rows.iter().map(|r| r.replace(&label, "v2")).collect();
+                (table, rows)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    for day in &DAYS[..2] {
+        assert_eq!(relabelled(*day), dump(&s.reference, *day, "1"), "day {day}");
+    }
+
+    // A blob missing from the archive stops the run before anything.
+    let blobs = s.dir.path().join("archive/plugins/blobs");
+    for entry in std::fs::read_dir(&blobs).expect("blobs") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    std::fs::remove_dir_all(s.dir.path().join("state/plugin-blobs")).expect("cached blobs");
+    let out = reprocess(
+        &s,
+        &[
+            "--plugins",
+            "registry",
+            "--range",
+            "2026-11-03T00..2026-11-04T00",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not in the archive"), "{err}");
 }
 
 #[test]

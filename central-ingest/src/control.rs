@@ -9,16 +9,12 @@
 //! good refresh, Sync is answered `Reject{Unavailable}` and edges keep
 //! what they have (their cached state).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hourglass_archive::Archive;
-use hourglass_processing::Ga4Stream;
-use hourglass_processing::{ControlState, PluginBinding, PluginChains, SiteConfig, SiteDirectory};
 use hourglass_transport::{ControlHandler, ControlResponse, EdgeIdentity, RejectReason};
-use hourglass_warehouse::control::{STREAM_GA4, STREAM_SEGMENT};
-use hourglass_warehouse::{ControlRows, PluginBindingRow, Warehouse};
+use hourglass_warehouse::Warehouse;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -36,68 +32,6 @@ pub struct Control {
     failing: std::sync::atomic::AtomicBool,
     archive: Archive,
     metrics: Metrics,
-}
-
-/// Builds the state edges get from metadata rows.
-pub fn build_state(rows: &ControlRows) -> Result<ControlState, String> {
-    let sites: Vec<SiteConfig> = rows
-        .sites
-        .iter()
-        .map(|site| {
-            let streams = rows.streams.iter().filter(|s| s.site_id == site.site_id);
-            SiteConfig {
-                site_id: site.site_id.clone(),
-                domain: site.domain.clone(),
-                allowed_hostnames: site.allowed_hostnames.clone(),
-                timezone: site.timezone.clone(),
-                ga4: streams
-                    .clone()
-                    .filter(|s| s.kind == STREAM_GA4)
-                    .map(|s| Ga4Stream {
-                        measurement_id: s.stream_id.clone(),
-                        api_secret: s.secret.clone(),
-                    })
-                    .collect(),
-                segment_write_keys: streams
-                    .filter(|s| s.kind == STREAM_SEGMENT)
-                    .map(|s| s.stream_id.clone())
-                    .collect(),
-            }
-        })
-        .collect();
-    let directory = SiteDirectory::new(rows.version, sites).map_err(|e| e.to_string())?;
-    let binding = |row: &PluginBindingRow| PluginBinding {
-        name: row.name.clone(),
-        plugin_version: row.plugin_version.clone(),
-        sha256: row.sha256.clone(),
-        config: row.config.clone(),
-        data_sha256: row.data_sha256.clone(),
-        on_failure: row.on_failure.clone(),
-    };
-    // Rows come sorted by scope, position, name.
-    let platform = rows
-        .bindings
-        .iter()
-        .filter(|b| b.scope.is_empty())
-        .map(binding)
-        .collect();
-    let mut per_site: BTreeMap<String, Vec<PluginBinding>> = BTreeMap::new();
-    for row in rows.bindings.iter().filter(|b| !b.scope.is_empty()) {
-        // A chain of a deleted (or unknown) site has no hits to run on.
-        if directory.by_site_id(&row.scope).is_some() {
-            per_site
-                .entry(row.scope.clone())
-                .or_default()
-                .push(binding(row));
-        }
-    }
-    let plugins = PluginChains::new(platform, per_site);
-    plugins.validate().map_err(|e| e.to_string())?;
-    Ok(ControlState {
-        version: rows.version,
-        sites: directory,
-        plugins,
-    })
 }
 
 impl Control {
@@ -137,7 +71,7 @@ impl Control {
                 }
                 "unchanged"
             }
-            Ok(rows) => match build_state(&rows) {
+            Ok(rows) => match rows.state() {
                 Ok(state) => {
                     let served = Served {
                         version: state.version,
@@ -242,111 +176,4 @@ fn sha256_hex_of(bytes: &[u8; 32]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use hourglass_warehouse::SiteStream;
-    use hourglass_warehouse::metadata::Site;
-
-    use super::*;
-
-    fn site(id: &str, domain: &str) -> Site {
-        Site {
-            site_id: id.into(),
-            merchant_id: "m".into(),
-            domain: domain.into(),
-            allowed_hostnames: vec![],
-            timezone: "UTC".into(),
-            created_at: 0,
-            version: 1,
-            deleted: 0,
-        }
-    }
-
-    fn stream(site: &str, kind: &str, id: &str, secret: &str) -> SiteStream {
-        SiteStream {
-            site_id: site.into(),
-            kind: kind.into(),
-            stream_id: id.into(),
-            secret: secret.into(),
-            created_at: 0,
-            version: 1,
-            deleted: 0,
-        }
-    }
-
-    fn binding(scope: &str, name: &str, position: u16) -> PluginBindingRow {
-        PluginBindingRow {
-            scope: scope.into(),
-            name: name.into(),
-            plugin_version: "1".into(),
-            sha256: "a".repeat(64),
-            config: String::new(),
-            data_sha256: String::new(),
-            on_failure: "skip-plugin".into(),
-            position,
-            activated_at: 0,
-            activated_by: String::new(),
-            version: 1,
-            deleted: 0,
-        }
-    }
-
-    #[test]
-    fn the_state_carries_streams_and_chains_of_live_sites() {
-        let rows = ControlRows {
-            version: 42,
-            sites: vec![site("a", "a.example"), site("b", "b.example")],
-            streams: vec![
-                stream("a", STREAM_GA4, "G-A", "secret-a"),
-                stream("a", STREAM_SEGMENT, "wk_a", ""),
-            ],
-            bindings: vec![
-                binding("", "bot-filter", 0),
-                binding("", "channel", 1),
-                binding("a", "pii-scrub", 0),
-                binding("gone", "ua-parse", 0),
-            ],
-        };
-        let state = build_state(&rows).unwrap();
-        assert_eq!(state.version, 42);
-        assert_eq!(state.sites.version(), 42);
-        let (a, ga4) = state.sites.by_measurement_id("G-A").unwrap();
-        assert_eq!(
-            (a.site_id.as_str(), ga4.api_secret.as_str()),
-            ("a", "secret-a")
-        );
-        assert_eq!(state.sites.by_write_key("wk_a").unwrap().site_id, "a");
-        let names: Vec<&str> = state
-            .plugins
-            .platform
-            .iter()
-            .map(|b| b.name.as_str())
-            .collect();
-        assert_eq!(names, ["bot-filter", "channel"]);
-        assert_eq!(
-            state.plugins.sites.keys().collect::<Vec<_>>(),
-            ["a"],
-            "no chain for a site that is gone"
-        );
-        // What the edge checks on arrival holds.
-        let again = ControlState::from_json(&state.to_json()).unwrap();
-        assert_eq!(again.plugins, state.plugins);
-    }
-
-    #[test]
-    fn a_directory_that_does_not_validate_is_refused() {
-        let rows = ControlRows {
-            version: 1,
-            sites: vec![site("a", "a.example"), site("b", "b.example")],
-            streams: vec![
-                stream("a", STREAM_GA4, "G-SAME", "x"),
-                stream("b", STREAM_GA4, "G-SAME", "y"),
-            ],
-            bindings: vec![],
-        };
-        let err = build_state(&rows).unwrap_err();
-        assert!(err.contains("G-SAME"), "{err}");
-    }
 }

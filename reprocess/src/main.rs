@@ -41,8 +41,11 @@ struct Cli {
     /// days are kept). Default: every site.
     #[arg(long = "site", value_name = "ID")]
     sites: Vec<String>,
-    /// The plugin set to run: `active` (the config's `plugin_set` and
-    /// `[[plugins]]`) or a TOML file of that shape.
+    /// The plugins to run: `active` (the config's `plugin_set` and
+    /// `[[plugins]]`), `registry` (the chains the plugin registry binds
+    /// now, as central serves them to edges: the platform chain, then each
+    /// site's own, with the registry's sites) or a TOML file shaped like
+    /// `active`.
     #[arg(long, value_name = "SET", default_value = "active")]
     plugins: String,
     /// Build staging and print the before/after summary without swapping.
@@ -166,12 +169,13 @@ fn main() -> ExitCode {
         ));
     }
     let plugins = match cli.plugins.as_str() {
-        "active" => PluginSet {
+        "active" => run::Plugins::Set(PluginSet {
             plugin_set: config.plugin_set.clone(),
             plugins: config.plugins.clone(),
-        },
+        }),
+        "registry" => run::Plugins::Registry,
         file => match load_plugin_set(std::path::Path::new(file)) {
-            Ok(set) => set,
+            Ok(set) => run::Plugins::Set(set),
             Err(e) => return usage(&e),
         },
     };
@@ -234,7 +238,7 @@ fn usage(message: &str) -> ExitCode {
 fn load_plugin_set(file: &std::path::Path) -> Result<PluginSet, String> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         format!(
-            "--plugins {}: unknown plugin set: neither `active` nor a readable plugin-set file ({e})",
+            "--plugins {}: unknown plugin set: neither `active`, `registry` nor a readable plugin-set file ({e})",
             file.display()
         )
     })?;

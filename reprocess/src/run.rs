@@ -51,7 +51,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hourglass_archive::{Archive, BatchKey, HOUR_MS, Hour};
 use hourglass_model::{BatchId, Event, decode_batch};
-use hourglass_plugin_host::{Limits, PluginSet};
+use hourglass_plugin_host::{Limits, PluginSet, load_chains};
 use hourglass_processing::{IdentityKeys, Pipeline, SiteDirectory};
 use hourglass_warehouse::{
     DAY_TABLES, ReprocessRun, Selection, SiteDaySummary, Warehouse, unix_seconds,
@@ -66,10 +66,65 @@ pub struct Args {
     pub range: Range,
     /// Sorted, no duplicates; empty: every site.
     pub sites: Vec<String>,
-    pub plugins: PluginSet,
+    pub plugins: Plugins,
     pub dry_run: bool,
     pub concurrency: usize,
     pub resume: bool,
+}
+
+/// The plugins a run applies.
+pub enum Plugins {
+    /// A plugin-set file (or the config's `active` set), with the config's
+    /// site directory.
+    Set(PluginSet),
+    /// What the registry binds now, as central serves it to edges: the
+    /// platform chain, then each site's own, with the registry's site
+    /// directory; components and data from the archive's plugin blobs.
+    Registry,
+}
+
+/// [`Plugins`] resolved: what every pipeline is built from.
+enum Resolved<'a> {
+    Set(&'a PluginSet),
+    Registry {
+        state: Box<hourglass_processing::ControlState>,
+        blob_dir: PathBuf,
+    },
+}
+
+/// The registry's current chains and site directory, with every blob
+/// they need copied from the archive to `blob_dir` (checked against its
+/// SHA-256).
+async fn registry_state(
+    warehouse: &Warehouse,
+    archive: &Archive,
+    blob_dir: &Path,
+) -> Result<hourglass_processing::ControlState> {
+    let rows = warehouse
+        .control_rows()
+        .await
+        .context("reading the registry's bindings and sites")?;
+    let state = rows
+        .state()
+        .map_err(|e| anyhow::anyhow!("the registry's sites and bindings: {e}"))?;
+    std::fs::create_dir_all(blob_dir)
+        .with_context(|| format!("creating {}", blob_dir.display()))?;
+    for sha256 in state.plugins.blobs() {
+        let bytes = archive
+            .get_plugin_blob(sha256)
+            .await
+            .with_context(|| format!("reading plugin blob {sha256} from the archive"))?
+            .ok_or_else(|| anyhow::anyhow!("plugin blob {sha256} is not in the archive"))?;
+        if hourglass_processing::control::sha256_hex(&bytes) != sha256 {
+            bail!("plugin blob {sha256} in the archive does not match its SHA-256");
+        }
+        let path = blob_dir.join(sha256);
+        let tmp = blob_dir.join(format!(".{sha256}.tmp"));
+        std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(state)
 }
 
 /// A run that must not start: the operator's input or the archive says no
@@ -170,8 +225,19 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
         ))
         .into());
     }
+    let resolved = match &args.plugins {
+        Plugins::Set(set) => Resolved::Set(set),
+        Plugins::Registry => {
+            let blob_dir = config.state_dir.join("plugin-blobs");
+            let state = registry_state(&warehouse, &archive, &blob_dir).await?;
+            Resolved::Registry {
+                state: Box::new(state),
+                blob_dir,
+            }
+        }
+    };
     let mut pipelines = (0..args.concurrency.max(1))
-        .map(|_| pipeline(&config, &args.plugins))
+        .map(|_| pipeline(&config, &resolved))
         .collect::<Result<Vec<_>>>()?;
     let plugin_set = pipelines[0].plugins.plugin_set().to_owned();
     let days = args.range.days();
@@ -832,15 +898,28 @@ async fn test_barrier(point: &str) -> Result<()> {
     Ok(())
 }
 
-fn pipeline(config: &RawConfig, plugins: &PluginSet) -> Result<Pipeline> {
-    let sites: SiteDirectory = serde_json::from_slice(&read(&config.sites_file, "site directory")?)
-        .with_context(|| format!("site directory {}", config.sites_file.display()))?;
+fn pipeline(config: &RawConfig, plugins: &Resolved) -> Result<Pipeline> {
     let secret = read(&config.master_secret_file, "master secret")?;
     let keys = IdentityKeys::from_master_secret(&secret)
         .with_context(|| format!("master secret {}", config.master_secret_file.display()))?;
-    let chain = plugins
-        .load(Limits::default())
-        .context("loading the plugin chain")?;
+    let (sites, chain) = match plugins {
+        Resolved::Set(set) => {
+            let sites: SiteDirectory =
+                serde_json::from_slice(&read(&config.sites_file, "site directory")?)
+                    .with_context(|| format!("site directory {}", config.sites_file.display()))?;
+            let chain = set
+                .load(Limits::default())
+                .context("loading the plugin chain")?;
+            (sites, chain)
+        }
+        Resolved::Registry { state, blob_dir } => {
+            let chain =
+                load_chains(&state.plugins, blob_dir, Limits::default()).with_context(|| {
+                    format!("loading the registry's chains {}", state.plugins.label)
+                })?;
+            (state.sites.clone(), chain)
+        }
+    };
     Ok(Pipeline::new(Arc::new(sites), keys, chain))
 }
 
