@@ -695,6 +695,14 @@ fn the_admin_token_manages_the_platform_chain_over_the_api() {
     let (db, api) = (&stack.db, stack.api.as_str());
     let (_, shop_key) = merchant(db, "Shop", "s_shop", "shop.example");
     let validate = component("validate");
+    let operator = |action: &str, body: Value| {
+        post_json(
+            api,
+            ADMIN_TOKEN,
+            &format!("/api/v1/plugins/{action}"),
+            &body,
+        )
+    };
 
     // A merchant key may not touch the platform: 403, nothing stored.
     let refused = upload(
@@ -727,11 +735,9 @@ fn the_admin_token_manages_the_platform_chain_over_the_api() {
     );
     assert_eq!(v2.status, 201, "{}", v2.body);
     for (version, config) in [("1", ""), ("2", "max_props = 5")] {
-        let on = post_json(
-            api,
-            ADMIN_TOKEN,
-            "/api/v1/plugins/activate",
-            &json!({"name": "validate", "version": version, "config": config,
+        let on = operator(
+            "activate",
+            json!({"name": "validate", "version": version, "config": config,
                     "on_failure": "reject-batch"}),
         );
         assert_eq!(on.status, 200, "{}", on.body);
@@ -749,20 +755,13 @@ fn the_admin_token_manages_the_platform_chain_over_the_api() {
             "0"
         ])]
     );
-    let bad = post_json(
-        api,
-        ADMIN_TOKEN,
-        "/api/v1/plugins/activate",
-        &json!({"name": "validate", "version": "2", "config": "max_props = lots"}),
+    let bad = operator(
+        "activate",
+        json!({"name": "validate", "version": "2", "config": "max_props = lots"}),
     );
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert_eq!(bad.body["step"], "init");
-    let back = post_json(
-        api,
-        ADMIN_TOKEN,
-        "/api/v1/plugins/rollback",
-        &json!({"name": "validate"}),
-    );
+    let back = operator("rollback", json!({"name": "validate"}));
     assert_eq!(back.status, 200, "{}", back.body);
     assert_eq!(back.body["version"], "1");
     assert_eq!(
@@ -772,20 +771,16 @@ fn the_admin_token_manages_the_platform_chain_over_the_api() {
 
     // The operator may change any merchant's site chain, by domain; an
     // unknown domain is 404.
-    let site = post_json(
-        api,
-        ADMIN_TOKEN,
-        "/api/v1/plugins/activate",
-        &json!({"name": "validate", "version": "2", "site_id": "shop.example"}),
+    let site = operator(
+        "activate",
+        json!({"name": "validate", "version": "2", "site_id": "shop.example"}),
     );
     assert_eq!(site.status, 200, "{}", site.body);
     assert_eq!(site.body["site_id"], "shop.example");
     assert_eq!(bindings(db, "s_shop").len(), 1);
-    let unknown = post_json(
-        api,
-        ADMIN_TOKEN,
-        "/api/v1/plugins/activate",
-        &json!({"name": "validate", "version": "2", "site_id": "nope.example"}),
+    let unknown = operator(
+        "activate",
+        json!({"name": "validate", "version": "2", "site_id": "nope.example"}),
     );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
 
