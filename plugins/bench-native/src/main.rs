@@ -10,35 +10,6 @@ use std::time::{Duration, Instant};
 
 use hourglass_plugin_sdk::{DynPlugin, Event, Outcome};
 
-fn blank() -> Event {
-    Event {
-        name: String::new(),
-        hostname: String::new(),
-        pathname: String::new(),
-        referrer: String::new(),
-        user_agent: String::new(),
-        client_ip: String::new(),
-        language: String::new(),
-        props: Vec::new(),
-        browser: String::new(),
-        browser_version: String::new(),
-        os: String::new(),
-        os_version: String::new(),
-        device: String::new(),
-        country: String::new(),
-        region: String::new(),
-        city: String::new(),
-        source: String::new(),
-        channel: String::new(),
-        utm_source: String::new(),
-        utm_medium: String::new(),
-        utm_campaign: String::new(),
-        utm_content: String::new(),
-        utm_term: String::new(),
-        is_bot: false,
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, events, geo_data, batch, passes] = &args[..] else {
@@ -61,7 +32,7 @@ fn main() {
                 user_agent: f[4].into(),
                 client_ip: f[5].into(),
                 language: f[6].into(),
-                ..blank()
+                ..Event::default()
             }
         })
         .collect();

@@ -194,7 +194,7 @@ mod tests {
             assert_eq!(geo.locate(ip), Place::default(), "{ip}");
             let event = Event {
                 client_ip: ip.into(),
-                ..blank()
+                ..Event::default()
             };
             assert!(matches!(geo.process(event), Outcome::Keep), "{ip}");
         }
@@ -207,7 +207,7 @@ mod tests {
             for ip in ["192.0.2.10", "198.51.100.1"] {
                 let event = Event {
                     client_ip: ip.into(),
-                    ..blank()
+                    ..Event::default()
                 };
                 let Outcome::Modify(out) = geo.process(event) else {
                     panic!("{ip} is in the database");
@@ -249,35 +249,6 @@ mod tests {
                 committed == bytes,
                 "{file} is stale: run `UPDATE_FIXTURES=1 cargo test -p geo` in plugins/"
             );
-        }
-    }
-
-    fn blank() -> Event {
-        Event {
-            name: String::new(),
-            hostname: String::new(),
-            pathname: String::new(),
-            referrer: String::new(),
-            user_agent: String::new(),
-            client_ip: String::new(),
-            language: String::new(),
-            props: Vec::new(),
-            browser: String::new(),
-            browser_version: String::new(),
-            os: String::new(),
-            os_version: String::new(),
-            device: String::new(),
-            country: String::new(),
-            region: String::new(),
-            city: String::new(),
-            source: String::new(),
-            channel: String::new(),
-            utm_source: String::new(),
-            utm_medium: String::new(),
-            utm_campaign: String::new(),
-            utm_content: String::new(),
-            utm_term: String::new(),
-            is_bot: false,
         }
     }
 }
