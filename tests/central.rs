@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
 
 use hourglass_archive::{Archive, Hour};
 use hourglass_model::decode_batch;
@@ -192,44 +191,17 @@ impl Central {
     /// Starts the process (again, with the same config and ports) and
     /// waits until `/healthz` answers.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("central.log"))
-            .unwrap();
-        let child = binary("central-ingest")
-            .arg("serve")
+        let mut cmd = binary("central-ingest");
+        cmd.arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info")
             .env("CLICKHOUSE_URL", &self.warehouse.0)
-            .env("CLICKHOUSE_DATABASE", &self.warehouse.1)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = ureq::get(&format!("{}/healthz", self.ops_url)).call()
-                && r.status() == 200
-            {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("central-ingest exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "central-ingest did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .env("CLICKHOUSE_DATABASE", &self.warehouse.1);
+        self.child = Some(crate::spawn_until_healthy(
+            cmd,
+            &self.dir.join("central.log"),
+            &format!("{}/healthz", self.ops_url),
+        ));
     }
 
     pub fn log(&self) -> String {

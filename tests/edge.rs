@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use hourglass_pki::{CertDir, EdgeName};
 
@@ -137,42 +137,13 @@ impl Edge {
 
     /// Starts the process (again) and waits until it answers.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("edge.log"))
-            .unwrap();
-        let child = crate::binary("edge-agent")
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = ureq::get(&format!("{}/healthz", self.url)).call()
-                && r.status() == 200
-            {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("edge-agent exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "edge-agent did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut cmd = crate::binary("edge-agent");
+        cmd.arg("serve").arg("--config").arg(&self.config);
+        self.child = Some(crate::spawn_until_healthy(
+            cmd,
+            &self.dir.join("edge.log"),
+            &format!("{}/healthz", self.url),
+        ));
     }
 
     pub fn log(&self) -> String {

@@ -4,8 +4,9 @@
 //! This library only finds those binaries; the tests are the `[[test]]`
 //! files beside it.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// A workspace binary built beside this test executable.
 pub fn binary(name: &str) -> Command {
@@ -27,6 +28,41 @@ pub fn binary(name: &str) -> Command {
 /// Runs and captures, for assertions on exit code and output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the binary can be started")
+}
+
+/// Starts `cmd` (output appended to `log`) and waits, up to 20 s, until
+/// `healthz` answers 200; panics with the log if it exits or never does.
+pub fn spawn_until_healthy(mut cmd: Command, log: &Path, healthz: &str) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let what = cmd.get_program().to_string_lossy().into_owned();
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = ureq::get(healthz).call()
+            && r.status() == 200
+        {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", text());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not start:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub mod central;
