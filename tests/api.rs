@@ -5,7 +5,7 @@
 //! an invalid query, rate-limits per key, and serves the dashboard and the
 //! OpenAPI document.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hourglass_e2e::central::{Central, admin, admin_raw, ca_with_server_cert, field, text};
 use hourglass_model::{BatchId, Event};
@@ -470,6 +470,86 @@ fn realtime_counts_the_last_30_minutes_for_the_keys_sites_only() {
     assert_eq!(get(Some("other.example"), Some(&key)).0, 404);
     assert_eq!(get(None, Some(&key)).0, 400);
     assert_eq!(get(Some("shop.example"), None).0, 401);
+}
+
+#[test]
+fn a_cached_answer_is_served_stale_while_one_query_refreshes_it() {
+    let (db, rt, wh) = migrated_database();
+    let key = hourglass_e2e::central::merchant_with_site(&db, "c-site", "cache.example");
+    let insert = |seq: u64, visitors: std::ops::Range<u64>| {
+        let events: Vec<Event> = visitors
+            .map(|v| event("c-site", v, v, 3_600 + v as i64, "/"))
+            .collect();
+        rt.block_on(wh.insert_event_batches(&[(
+            BatchId {
+                edge_id: "edge-cache".into(),
+                seq,
+            },
+            "none".into(),
+            events,
+        )]))
+        .unwrap();
+    };
+    insert(1, 0..3);
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    ca_with_server_cert(&certs);
+    let ttl = Duration::from_secs(2);
+    let central = Central::start_with_api_toml(
+        tmp.path(),
+        &certs,
+        &db,
+        false,
+        &format!("result_cache_secs = {}\n", ttl.as_secs()),
+    );
+    let url = central.api_url.as_deref().expect("the API is on");
+    let query = r#"{"site_id":"cache.example","metrics":["pageviews"],"date_range":["2026-03-01","2026-03-01"]}"#;
+    let pageviews = || {
+        let answer = post(url, Some(&key), query);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        rows(&answer.body)[0].1[0]
+    };
+    let outcomes = || {
+        let text = ureq::get(&format!("{}/metrics", central.ops_url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        ["hit", "stale", "miss"].map(|outcome| {
+            let prefix =
+                format!("hourglass_central_api_result_cache_total{{outcome=\"{outcome}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        })
+    };
+
+    // Computed once, then reused although the warehouse has more now.
+    let asked = Instant::now();
+    assert_eq!(pageviews(), 3);
+    insert(2, 3..5);
+    assert_eq!(pageviews(), 3);
+    if asked.elapsed() < ttl {
+        assert_eq!(outcomes(), [1, 0, 1]);
+    }
+    // Past the TTL: the old answer at once, and one refresh behind it; the
+    // new answer follows within seconds.
+    std::thread::sleep(ttl.saturating_sub(asked.elapsed()) + Duration::from_millis(100));
+    assert_eq!(pageviews(), 3, "the stale answer");
+    let started = Instant::now();
+    while pageviews() != 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the refresh never landed: {:?}",
+            outcomes()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let [hits, stale, misses] = outcomes();
+    assert_eq!(misses, 1, "one query computed by a caller");
+    assert!(stale >= 1, "{stale}");
+    assert!(hits >= 2, "{hits}");
 }
 
 /// Sends `body` (JSON) with `method` to `path` with `key`: (status, JSON).

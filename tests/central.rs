@@ -153,9 +153,14 @@ impl Central {
         let ops = hourglass_testkit::free_port().unwrap();
         let api_port = api.then(|| hourglass_testkit::free_port().unwrap());
         let api_toml = api_port.map_or(String::new(), |port| {
+            // No result cache unless the test sets one.
+            let cache = if extra_toml.contains("result_cache_secs") {
+                ""
+            } else {
+                "result_cache_secs = 0\n"
+            };
             format!(
-                "[api]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nkey_cache_ttl_secs = 1\n\
-                 result_cache_secs = 0\n"
+                "[api]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nkey_cache_ttl_secs = 1\n{cache}"
             )
         });
         let config = dir.join("central.toml");
