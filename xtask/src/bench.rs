@@ -309,17 +309,23 @@ key_file = "{key}"
         "phases": phases,
         "figures": figures,
     });
-    let table = markdown(&results);
+    write_results(&root, "edge", &results, &markdown(&results))?;
+    let _ = std::fs::remove_file(nginx_dir.join("access.log"));
+    Ok(())
+}
+
+/// Prints `table` and writes `bench/results/NAME.json` (`results`) and
+/// `NAME.md` (`table`).
+pub fn write_results(root: &Path, name: &str, results: &Value, table: &str) -> Result<()> {
     println!("{table}");
     let out = root.join("bench").join("results");
     std::fs::create_dir_all(&out)?;
     std::fs::write(
-        out.join("edge.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(results)? + "\n",
     )?;
-    std::fs::write(out.join("edge.md"), table)?;
-    eprintln!("wrote bench/results/edge.json and bench/results/edge.md");
-    let _ = std::fs::remove_file(nginx_dir.join("access.log"));
+    std::fs::write(out.join(format!("{name}.md")), table)?;
+    eprintln!("wrote bench/results/{name}.json and bench/results/{name}.md");
     Ok(())
 }
 

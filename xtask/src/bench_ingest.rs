@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 
 use crate::bench::{
     Guard, command_line, free_port, log_file, metric_sum, shell_out, stop, wait_healthy,
+    write_results,
 };
 use crate::{cargo, run_cmd};
 
@@ -409,16 +410,8 @@ key_file = "{key}"
     if reprocess {
         table = reprocess_markdown(&results) + "\n" + &table;
     }
-    println!("{table}");
-    let out = root.join("bench").join("results");
-    std::fs::create_dir_all(&out)?;
     let name = if reprocess { "reprocess" } else { "ingest" };
-    std::fs::write(
-        out.join(format!("{name}.json")),
-        serde_json::to_string_pretty(&results)? + "\n",
-    )?;
-    std::fs::write(out.join(format!("{name}.md")), table)?;
-    eprintln!("wrote bench/results/{name}.json and bench/results/{name}.md");
+    write_results(&root, name, &results, &table)?;
     let _ = std::fs::remove_file(&dump);
     drop(ch);
     Ok(())

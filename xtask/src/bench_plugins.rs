@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bench::{command_line, shell_out};
+use crate::bench::{command_line, shell_out, write_results};
 use crate::{cargo, run_cmd};
 
 #[derive(Args)]
@@ -134,16 +134,7 @@ pub fn plugins(args: &PluginsArgs) -> Result<()> {
         "native": native,
         "wasm": wasm,
     });
-    let table = markdown(&results);
-    println!("{table}");
-    let out = root.join("bench").join("results");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("plugins.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
-    )?;
-    std::fs::write(out.join("plugins.md"), table)?;
-    eprintln!("wrote bench/results/plugins.json and bench/results/plugins.md");
+    write_results(&root, "plugins", &results, &markdown(&results))?;
     Ok(())
 }
 

@@ -40,7 +40,9 @@ use hourglass_warehouse::{Query, Source, plan, plan_from};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::bench::{Guard, command_line, free_port, log_file, shell_out, stop, wait_healthy};
+use crate::bench::{
+    Guard, command_line, free_port, log_file, shell_out, stop, wait_healthy, write_results,
+};
 use crate::{cargo, run_cmd};
 
 #[derive(Args)]
@@ -378,16 +380,7 @@ pub fn query(args: &QueryArgs) -> Result<()> {
         },
         "api": loads,
     });
-    let table = markdown(&results);
-    println!("{table}");
-    let out = root.join("bench").join("results");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("query.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
-    )?;
-    std::fs::write(out.join("query.md"), table)?;
-    eprintln!("wrote bench/results/query.json and bench/results/query.md");
+    write_results(&root, "query", &results, &markdown(&results))?;
     drop(ch);
     Ok(())
 }
