@@ -9,7 +9,10 @@
 //!    with a skewed popularity (site index `⌊sites^u⌋`, u uniform: the top
 //!    site gets ~10 %, most sites a few hundred rows), a long tail of paths
 //!    (`⌊5000^u⌋`), 30 days, 2 M visitors, sources, channels, countries,
-//!    devices, browsers and OSes from small sets.
+//!    devices, browsers and OSes from small sets. Events come in groups of
+//!    4 consecutive ones (same site and visitor): two groups in three are
+//!    one 4-event session, the third is 4 one-event sessions (bounces), so
+//!    a session has 2 events on average and the bounce rate is ~67 %.
 //! 2. **Rollup vs raw.** For the dashboard's query set (totals, the daily
 //!    chart, the top-10 tables, entry pages, bounce rate and visit
 //!    duration, for the busiest site and a long-tail one, `30d`), the plan
@@ -408,11 +411,13 @@ fn generate_sql(first: u64, n: u64, total: u64, sites: u64, start_s: u64, span_s
          SELECT toDateTime({start_s} + intDiv(number * {span_s}, {total})) AS t, t, \
          concat('site-', toString(toUInt32(floor(pow({sites}, {site_u})) - 1))) AS s, \
          if(cityHash64(number, 3) % 10 = 0, 'signup', 'pageview'), \
-         cityHash64(number, 4) % 2000000 AS v, v * 8 + cityHash64(number, 5) % 8, \
+         cityHash64(g, 4) % 2000000 AS v, \
+         if(cityHash64(g, 16) % 3 = 0, number * 2 + 1, g * 2), \
          concat(s, '.example'), concat('/p/', toString(toUInt32(floor(pow(5000, {path_u}))))), \
          {source}, {channel}, {utm}, {country}, {device}, {browser}, {os}, 1, 0, 'bench', 'none' \
          FROM numbers({first}, {n})",
-        site_u = u(2),
+        // The group of 4 events (defined at its first use, in the site).
+        site_u = "(cityHash64(intDiv(number, 4) AS g, 2) % 1000000) / 1000000.",
         path_u = u(6),
         source = pick(
             7,
