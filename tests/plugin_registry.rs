@@ -162,7 +162,7 @@ const ADMIN_TOKEN: &str = "operator-token-of-the-registry-tests";
 
 /// A migrated database and central with the API on, the admin token
 /// [`ADMIN_TOKEN`], the component cap at 256 KiB (the reference plugins
-/// are under 70 KiB).
+/// are under 210 KiB).
 fn stack() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let db = hourglass_testkit::fresh_database();

@@ -565,6 +565,22 @@ fn the_registry_chains_reprocess_like_the_same_plugins_in_a_set_file() {
         assert_eq!(relabelled(*day), dump(&s.reference, *day, "1"), "day {day}");
     }
 
+    // A site the registry does not have is refused, not emptied.
+    let out = reprocess(
+        &s,
+        &[
+            "--plugins",
+            "registry",
+            "--site",
+            "gone",
+            "--range",
+            "2026-11-03T00..2026-11-04T00",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--site gone: not a live site"), "{err}");
+
     // A blob missing from the archive stops the run before anything.
     let blobs = s.dir.path().join("archive/plugins/blobs");
     for entry in std::fs::read_dir(&blobs).expect("blobs") {

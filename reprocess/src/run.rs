@@ -118,10 +118,14 @@ async fn registry_state(
         if hourglass_processing::control::sha256_hex(&bytes) != sha256 {
             bail!("plugin blob {sha256} in the archive does not match its SHA-256");
         }
+        // A temp file of its own, renamed into place: runs sharing the
+        // state directory only ever see whole, checked blobs.
         let path = blob_dir.join(sha256);
-        let tmp = blob_dir.join(format!(".{sha256}.tmp"));
-        std::fs::write(&tmp, &bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        let mut tmp = tempfile::NamedTempFile::new_in(blob_dir)
+            .with_context(|| format!("creating a temp file in {}", blob_dir.display()))?;
+        std::io::Write::write_all(&mut tmp, &bytes)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| tmp.persist(&path).map_err(|e| e.error.into()))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(state)
@@ -230,6 +234,19 @@ pub async fn run(config: RawConfig, args: Args) -> Result<()> {
         Plugins::Registry => {
             let blob_dir = config.state_dir.join("plugin-blobs");
             let state = registry_state(&warehouse, &archive, &blob_dir).await?;
+            // Its hits would all be refused as from an unknown site, and
+            // its rows of the range replaced by none.
+            if let Some(gone) = args
+                .sites
+                .iter()
+                .find(|s| state.sites.by_site_id(s).is_none())
+            {
+                return Err(Refused(format!(
+                    "--site {gone}: not a live site in the registry, so its hits would all be \
+                     refused and its rows of the range removed"
+                ))
+                .into());
+            }
             Resolved::Registry {
                 state: Box::new(state),
                 blob_dir,

@@ -302,10 +302,10 @@ fn rollup_answers_equal_events_answers_on_random_queries() {
     let compared = RefCell::new(0usize);
     // A fixed seed, so that CI runs the same cases each time; set
     // PROPTEST_RNG_SEED to explore others.
-    let seed = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_260_301);
+    let seed = std::env::var("PROPTEST_RNG_SEED").map_or(20_260_301, |s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("PROPTEST_RNG_SEED={s:?} is not a number"))
+    });
     println!("seed {seed}");
     let config = Config {
         cases: 120,

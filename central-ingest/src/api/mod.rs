@@ -319,14 +319,14 @@ impl Api {
             Lookup::Stale { body: old, refresh } => {
                 self.result_cache.with_label_values(&["stale"]).inc();
                 if refresh {
-                    let (warehouse, results) = (self.warehouse.clone(), self.results.clone());
+                    let owed = self.results.refresh(cache_key);
+                    let warehouse = self.warehouse.clone();
                     let domain = domain.to_owned();
                     tokio::spawn(async move {
                         match warehouse.query(&query, SystemTime::now()).await {
-                            Ok(result) => results.put(cache_key, answer(result, query, domain)),
+                            Ok(result) => owed.put(answer(result, query, domain)),
                             Err(e) => {
                                 tracing::warn!(error = %e, "refreshing a cached answer failed");
-                                results.refresh_failed(&cache_key);
                             }
                         }
                     });

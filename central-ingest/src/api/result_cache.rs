@@ -8,10 +8,11 @@
 //! viewer (which, at 200 queries/s on a few answers, piled up into
 //! seconds of queueing). An answer past twice the TTL, or one never
 //! computed, is computed by the caller. A failed refresh lets the next
-//! caller try again.
+//! caller try again. Past [`ResultCache::MAX_ENTRIES`], the unusable
+//! answers go first, then the oldest.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// What the cache has for a key.
@@ -80,10 +81,16 @@ impl ResultCache {
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&key) {
+            // The unusable ones, else the oldest: popular answers stay.
             let usable = self.ttl.saturating_mul(2);
             entries.retain(|_, e| e.at.elapsed() < usable);
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
+            if entries.len() >= Self::MAX_ENTRIES
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
             }
         }
         entries.insert(
@@ -96,12 +103,42 @@ impl ResultCache {
         );
     }
 
-    /// The refresh [`Lookup::Stale`] asked for failed: the next caller
-    /// tries again.
-    pub fn refresh_failed(&self, key: &str) {
+    /// The refresh [`Lookup::Stale`] asked for, as a guard: [`Refresh::put`]
+    /// its answer; dropped without one (the query failed, the task
+    /// panicked or was cancelled), the next caller refreshes instead.
+    pub fn refresh(self: &Arc<Self>, key: String) -> Refresh {
+        Refresh {
+            cache: self.clone(),
+            key: Some(key),
+        }
+    }
+
+    fn refresh_failed(&self, key: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = entries.get_mut(key) {
             entry.refreshing = false;
+        }
+    }
+}
+
+/// An owed refresh; see [`ResultCache::refresh`].
+pub struct Refresh {
+    cache: Arc<ResultCache>,
+    key: Option<String>,
+}
+
+impl Refresh {
+    pub fn put(mut self, body: String) {
+        if let Some(key) = self.key.take() {
+            self.cache.put(key, body);
+        }
+    }
+}
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            self.cache.refresh_failed(key);
         }
     }
 }
@@ -119,7 +156,7 @@ mod tests {
 
     #[test]
     fn fresh_then_stale_with_one_refresher_then_gone() {
-        let cache = ResultCache::new(Duration::from_millis(80));
+        let cache = Arc::new(ResultCache::new(Duration::from_millis(80)));
         cache.put("q".into(), "a".into());
         assert_eq!(cache.lookup("q"), Lookup::Fresh("a".into()));
         assert_eq!(cache.lookup("other"), Lookup::Miss);
@@ -127,11 +164,11 @@ mod tests {
         // Past the TTL: served, and only the first caller refreshes.
         assert_eq!(cache.lookup("q"), stale("a", true));
         assert_eq!(cache.lookup("q"), stale("a", false));
-        // A failed refresh: the next caller is chosen.
-        cache.refresh_failed("q");
+        // A refresh dropped without an answer: the next caller is chosen.
+        drop(cache.refresh("q".into()));
         assert_eq!(cache.lookup("q"), stale("a", true));
         // The refresh lands: fresh again.
-        cache.put("q".into(), "b".into());
+        cache.refresh("q".into()).put("b".into());
         assert_eq!(cache.lookup("q"), Lookup::Fresh("b".into()));
         // Past twice the TTL: computed by the caller.
         std::thread::sleep(Duration::from_millis(170));
@@ -153,6 +190,9 @@ mod tests {
         }
         let len = cache.entries.lock().unwrap().len();
         assert!(len <= ResultCache::MAX_ENTRIES, "{len}");
+        // The oldest went, not everything.
+        assert_eq!(cache.lookup("0"), Lookup::Miss);
+        assert_eq!(cache.lookup("10"), Lookup::Fresh("x".into()));
         assert_eq!(
             cache.lookup(&(ResultCache::MAX_ENTRIES + 4).to_string()),
             Lookup::Fresh("x".into())
