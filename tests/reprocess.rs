@@ -494,8 +494,10 @@ fn reprocessing_v1_with_v2_gives_the_warehouse_v2_ingest_gives() {
 #[test]
 fn the_registry_chains_reprocess_like_the_same_plugins_in_a_set_file() {
     let s = setup();
-    // The registry binds v2's plugins as the platform chain of sites a and
-    // b: the blobs in the archive, the rows in the warehouse.
+    // The registry binds v2's plugins as v2 runs them, ua-parse then
+    // channel, but split: ua-parse in the platform chain, channel in each
+    // site's own chain (which runs after the platform's). The blobs are in
+    // the archive, the rows in the warehouse.
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
         let wh = warehouse(&s.db);
@@ -506,21 +508,22 @@ fn the_registry_chains_reprocess_like_the_same_plugins_in_a_set_file() {
                 .await
                 .expect("site");
         }
-        for (position, (name, config)) in v2_members().into_iter().enumerate() {
+        let [platform, per_site] = v2_members();
+        for (scope, (name, config)) in [("", platform), ("a", per_site), ("b", per_site)] {
             let wasm = std::fs::read(plugins_dir().join(format!("{name}.wasm"))).expect("wasm");
             let sha256 = archive
                 .put_plugin_blob(bytes::Bytes::from(wasm))
                 .await
                 .expect("blob");
             wh.bind_plugin(PluginBinding {
-                scope: String::new(),
+                scope: scope.into(),
                 name: name.into(),
                 plugin_version: "1".into(),
                 sha256,
                 config: config.into(),
                 data_sha256: String::new(),
                 on_failure: "skip-plugin".into(),
-                position: position as u16,
+                position: 0,
                 activated_at: 0,
                 activated_by: "test".into(),
                 version: 0,
