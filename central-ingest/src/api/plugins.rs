@@ -22,7 +22,7 @@
 //! every site, before the site's own), and `GET` lists every plugin and
 //! binding. A merchant key asking for the platform gets `403`.
 
-use hourglass_warehouse::metadata::Site;
+use hourglass_warehouse::metadata::{Site, site_by_domain};
 use hourglass_warehouse::plugins::{PluginBinding, PluginRow};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -55,9 +55,7 @@ impl Caller {
     /// The site of the caller's whose domain is `domain`; `None` for "no
     /// such site" and "not yours" alike.
     fn site(&self, domain: &str) -> Option<&Site> {
-        self.sites
-            .iter()
-            .find(|s| s.domain.eq_ignore_ascii_case(domain))
+        site_by_domain(&self.sites, domain)
     }
 
     fn domain_of(&self, site_id: &str) -> Option<&str> {

@@ -81,10 +81,13 @@ pub struct KeyGrant {
 impl KeyGrant {
     /// The site this key may read whose domain is `domain`, if any.
     pub fn site_by_domain(&self, domain: &str) -> Option<&Site> {
-        self.sites
-            .iter()
-            .find(|s| s.domain.eq_ignore_ascii_case(domain))
+        site_by_domain(&self.sites, domain)
     }
+}
+
+/// The site of `sites` whose domain is `domain` (case-insensitive).
+pub fn site_by_domain<'a>(sites: &'a [Site], domain: &str) -> Option<&'a Site> {
+    sites.iter().find(|s| s.domain.eq_ignore_ascii_case(domain))
 }
 
 /// Why a metadata change was refused.
